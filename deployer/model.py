@@ -1,0 +1,191 @@
+"""Enums and SQLModel tables: what the controller remembers between restarts.
+
+The database is the source of truth. A host's `desired_version` is committed before
+the controller acts on it and `observed_version` records what the host itself said
+afterwards, so after a crash every host runs a version the database knows.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from enum import Enum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Text
+from sqlmodel import Field, SQLModel
+
+from deployer.pipeline import Phase, Status
+
+
+def utcnow() -> datetime:
+    """Timezone-aware now in UTC (stored naive-UTC by SQLite, aware by PostgreSQL)."""
+    return datetime.now(timezone.utc)
+
+
+class CommitStatus(str, Enum):
+    PENDING = "pending"        # merged, not yet in a release
+    SHIPPED = "shipped"        # reached the whole fleet
+    BAD = "bad"                # the release that carried it alone failed: the culprit
+    SUSPECT = "suspect"        # in a failed batch; the culprit search will tell
+    BLOCKED = "blocked"        # behind a culprit: waits for a newer commit (a fix or revert)
+
+
+class ReleaseKind(str, Enum):
+    BOOTSTRAP = "bootstrap"    # the version the fleet was first started on
+    DEPLOY = "deploy"          # new commits
+    BISECT = "bisect"          # part of a failed batch, to find the culprit
+    ROLLBACK = "rollback"      # an operator asked to go back to a known-good release
+
+
+class HostRole(str, Enum):
+    IDLE = "idle"
+    CANARY = "canary"
+    BASELINE = "baseline"
+    WAVE = "wave"
+
+
+class StageStatus(str, Enum):
+    RUNNING = "running"
+    PASSED = "passed"
+    FAILED = "failed"
+
+
+class CommandKind(str, Enum):
+    ABORT = "abort"
+    PAUSE = "pause"
+    RESUME = "resume"
+    PROMOTE = "promote"
+    POLL = "poll"              # a push hook or webhook says there may be new commits
+
+
+class Commit(SQLModel, table=True):
+    sha: str = Field(primary_key=True, max_length=64)
+    position: int = Field(index=True, description="order along the branch, oldest first")
+    author: str = ""
+    message: str = Field(default="", sa_column=Column(Text))
+    committed_at: datetime | None = None
+    discovered_at: datetime = Field(default_factory=utcnow)
+    status: CommitStatus = Field(default=CommitStatus.PENDING, index=True)
+    release_id: int | None = Field(default=None, foreign_key="release.id")
+
+
+class Release(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    sha: str = Field(index=True, max_length=64)
+    kind: ReleaseKind = ReleaseKind.DEPLOY
+    previous_sha: str | None = None
+    commit_shas: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    status: Status = Field(default=Status.QUEUED, index=True)
+    artifact: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class Deployment(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="release.id", index=True)
+    status: Status = Field(default=Status.QUEUED, index=True)
+    phase: Phase | None = None
+    wave: int = 0
+    waves: int = 3
+    extensions: int = 0
+    max_extensions: int = 2
+    paused_from: Status | None = None
+    paused_phase: Phase | None = None
+    # Cumulative host counts per wave and the host order they are cut from.
+    wave_plan: list[int] = Field(default_factory=list, sa_column=Column(JSON))
+    host_order: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    canary_hosts: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    baseline_hosts: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    version: str = Field(max_length=64)
+    previous_version: str | None = None
+    artifact: str | None = None
+    previous_artifact: str | None = None
+    reason: str = Field(default="", sa_column=Column(Text))
+    bake_started_at: datetime | None = None
+    bake_until: datetime | None = None
+    last_verdict: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class Stage(SQLModel, table=True):
+    """One step of a deployment (tests, build, each wave) with its outcome and log."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    name: str
+    status: StageStatus = StageStatus.RUNNING
+    started_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+    detail: str = Field(default="", sa_column=Column(Text))
+    log: str = Field(default="", sa_column=Column(Text))
+
+
+class HostState(SQLModel, table=True):
+    name: str = Field(primary_key=True)
+    address: str = ""
+    desired_version: str | None = None
+    desired_artifact: str | None = None
+    # Bumped to ask for a restart even when the version is unchanged (fresh baseline).
+    restart_generation: int = 0
+    restarted_generation: int = 0
+    observed_version: str | None = None
+    healthy: bool = False
+    role: HostRole = HostRole.IDLE
+    deployment_id: int | None = None
+    updated_at: datetime = Field(default_factory=utcnow)
+    detail: str = ""
+
+
+class Verdict(SQLModel, table=True):
+    """A decisive analysis result, with its explanation, stored with the deployment."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    deployment_id: int = Field(foreign_key="deployment.id", index=True)
+    wave: int
+    result: str
+    score: float | None = None
+    reason: str = Field(default="", sa_column=Column(Text))
+    report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    intervals: int = 0
+    at: datetime = Field(default_factory=utcnow)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when and why; written in the same transaction as the change."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str = "controller"
+    kind: str = Field(index=True)
+    deployment_id: int | None = Field(default=None, index=True)
+    release_id: int | None = None
+    from_status: str | None = None
+    to_status: str | None = None
+    event: str | None = None
+    message: str = Field(default="", sa_column=Column(Text))
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+
+
+class Command(SQLModel, table=True):
+    """An operator (or hook) request the controller handles first thing in its loop."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: CommandKind
+    deployment_id: int | None = None
+    actor: str = "operator"
+    reason: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    handled_at: datetime | None = None
+    outcome: str = ""
+
+
+class Lock(SQLModel, table=True):
+    """A named lock; `pipeline` stops new releases from starting."""
+
+    name: str = Field(primary_key=True)
+    holder: str
+    reason: str = ""
+    at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,302 @@
+"""config.yaml + environment -> one typed Settings object, with errors a human can act on.
+
+Every problem names the field, the bad value and the fix, e.g.
+`config.yaml: rollout.canary_bake: "5x" is not a duration; use e.g. "30s"`.
+Environment variables win over the file: `DEPLOYER__ROLLOUT__CANARY_BAKE=10s` sets
+`rollout.canary_bake` (double underscores separate the levels).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+from canary.config import CanaryConfig, load_canary_config
+from canary.exceptions import CanaryConfigError
+from deployer.exceptions import ConfigError
+
+ENV_PREFIX = "DEPLOYER__"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    """'30s', '5m', '200ms', '1h' or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a duration; use e.g. \"30s\"")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError(f"{value!r} is negative; use a duration such as \"30s\"")
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"\"{value}\" is not a duration; use e.g. \"30s\", \"5m\" or \"200ms\"")
+    return float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+
+
+def parse_percent(value: Any) -> float:
+    """'25%' or 25 -> 25.0, within (0, 100]."""
+    text = str(value).strip()
+    number = text[:-1] if text.endswith("%") else text
+    try:
+        percent = float(number)
+    except ValueError:
+        raise ValueError(f"\"{value}\" is not a percentage; use e.g. \"25%\"") from None
+    if not 0 < percent <= 100:
+        raise ValueError(f"\"{value}\" is not between 0% and 100%; use e.g. \"25%\"")
+    return percent
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Percent = Annotated[float, BeforeValidator(parse_percent)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SourceSettings(_Section):
+    repository: str = Field(description="path or URL of the central git repository")
+    branch: str = "main"
+    poll_interval: Duration = 5.0
+
+
+class DatabaseSettings(_Section):
+    url: str = "sqlite:///deployer.db"
+
+
+class PipelineSettings(_Section):
+    max_batch: int = Field(3, ge=1, le=50)
+    test_command: str = "python -m pytest -q -x sample_app/tests"
+    test_timeout: Duration = 300.0
+    keep_releases: int = Field(30, ge=2)
+
+
+class FleetSettings(_Section):
+    backend: Literal["local", "docker"] = "local"
+    hosts: int = Field(6, ge=2, le=200)
+    bind: str = "127.0.0.1"
+    base_port: int = Field(8101, ge=1024, le=65000)
+    balancer_port: int = Field(8100, ge=1024, le=65535)
+    app_database_url: str | None = None
+    healthy_checks: int = Field(3, ge=1, le=50)
+    health_interval: Duration = 0.2
+    start_timeout: Duration = 30.0
+    drain_timeout: Duration = 10.0
+    max_parallel: int = Field(2, ge=1, le=50)
+
+    @model_validator(mode="after")
+    def _loopback_only(self) -> FleetSettings:
+        if self.backend == "local" and not self.bind.startswith("127."):
+            raise ValueError(f"bind: \"{self.bind}\" is not a loopback address; the local fleet uses e.g. 127.0.0.1")
+        return self
+
+
+class RolloutSettings(_Section):
+    canary_hosts: int = Field(1, ge=1)
+    waves: list[Percent] = Field(default_factory=lambda: [25.0, 100.0])
+    canary_bake: Duration = 60.0
+    wave_bake: Duration = 30.0
+    warmup: Duration = 3.0
+    max_extensions: int = Field(2, ge=0, le=20)
+
+    @model_validator(mode="after")
+    def _waves_end_at_full_fleet(self) -> RolloutSettings:
+        if not self.waves or self.waves[-1] != 100.0:
+            raise ValueError(f"waves: {self.waves} must end with \"100%\"; use e.g. [\"25%\", \"100%\"]")
+        if any(b <= a for a, b in zip(self.waves, self.waves[1:])):
+            raise ValueError(f"waves: {self.waves} must grow wave after wave; use e.g. [\"25%\", \"100%\"]")
+        return self
+
+
+class AnalysisSettings(_Section):
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    source: Literal["scrape", "prometheus"] = "scrape"
+    interval: Duration = 2.0
+    prometheus_url: str = "http://127.0.0.1:9090"
+    scrape_timeout: Duration = 1.0
+    canary: dict[str, Any] | None = Field(None, description="canary judge config (Kayenta vocabulary)")
+
+
+class QueueSettings(_Section):
+    backend: Literal["inprocess", "rq"] = "inprocess"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    name: str = "deployer"
+    workers: int = Field(2, ge=1, le=32)
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class ControllerSettings(_Section):
+    tick: Duration = 0.25
+
+
+class Settings(_Section):
+    """The whole configuration; build it with `load_settings()`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    source: SourceSettings
+    workdir: str = ".deployer"
+    database: DatabaseSettings = DatabaseSettings()
+    pipeline: PipelineSettings = PipelineSettings()
+    fleet: FleetSettings = FleetSettings()
+    rollout: RolloutSettings = RolloutSettings()
+    analysis: AnalysisSettings = AnalysisSettings()
+    queue: QueueSettings = QueueSettings()
+    api: ApiSettings = ApiSettings()
+    controller: ControllerSettings = ControllerSettings()
+    base_dir: str = "."
+    canary_config: CanaryConfig | None = Field(None, exclude=True)
+
+    def path(self, value: str) -> Path:
+        """Resolve a path from the config relative to the config file's folder."""
+        p = Path(value).expanduser()
+        return p if p.is_absolute() else (Path(self.base_dir) / p).resolve()
+
+    @property
+    def workdir_path(self) -> Path:
+        return self.path(self.workdir)
+
+    @property
+    def database_url(self) -> str:
+        """The database URL with a relative SQLite path resolved against the workdir."""
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.workdir_path / url[len(prefix):])
+        return url
+
+    @property
+    def repository(self) -> str:
+        """The source repository: a local path resolved, or a URL as given."""
+        repo = self.source.repository
+        if "://" in repo or repo.startswith("git@"):
+            return repo
+        return str(self.path(repo))
+
+    @property
+    def app_database_url(self) -> str:
+        return self.fleet.app_database_url or f"sqlite:///{self.workdir_path / 'fleet' / 'app.db'}"
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, str):
+        return f"\"{value}\""
+    return repr(value)
+
+
+_FRIENDLY = {
+    "int_parsing": "is not a whole number; use e.g. {example}",
+    "int_type": "is not a whole number; use e.g. {example}",
+    "int_from_float": "is not a whole number; use e.g. {example}",
+    "float_parsing": "is not a number; use e.g. {example}",
+    "string_type": "is not text; use a quoted string",
+    "list_type": "is not a list; use e.g. [\"25%\", \"100%\"]",
+    "dict_type": "is not a section; use a mapping of keys to values",
+    "model_type": "is not a section; use a mapping of keys to values",
+    "bool_parsing": "is not true or false",
+}
+
+
+def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
+    loc = ".".join(str(part) for part in error["loc"])
+    kind = error["type"]
+    value = error.get("input")
+    message = error["msg"].removeprefix("Value error, ")
+    if kind == "missing":
+        return f"{loc}: is required but missing; add it"
+    if kind == "extra_forbidden":
+        parent = _section_fields(model, error["loc"][:-1])
+        hint = f"; expected one of: {', '.join(parent)}" if parent else ""
+        return f"{loc}: unknown field{hint}"
+    if kind == "literal_error":
+        return f"{loc}: {_describe(value)} is not allowed; {message[0].lower() + message[1:]}"
+    if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        return f"{loc}: {_describe(value)} is out of range; it {message[0].lower() + message[1:]}"
+    if kind in _FRIENDLY:
+        return f"{loc}: {_describe(value)} " + _FRIENDLY[kind].format(example=1)
+    if kind == "value_error" and ": " in message and not loc:
+        return message
+    if kind == "value_error" and message.split(":", 1)[0].isidentifier() and ": " in message:
+        field, rest = message.split(": ", 1)
+        return f"{loc + '.' if loc else ''}{field}: {rest}"
+    return f"{loc}: {message}" if loc else message
+
+
+def _section_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    current: Any = model
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+    fields = getattr(current, "model_fields", {})
+    return [name for name in fields if name not in ("base_dir", "canary_config")]
+
+
+def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> None:
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__") if part]
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError([f"{'.'.join(path)}: environment variable {key} sets a field inside a value"],
+                                  source="environment")
+        node[path[-1]] = yaml.safe_load(value) if value.strip() else value
+
+
+def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | None = None,
+                  overrides: dict[str, Any] | None = None) -> Settings:
+    """Read config.yaml (if given) and the environment into Settings, or raise ConfigError."""
+    data: dict[str, Any] = {}
+    source = "config"
+    base_dir = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        source = str(path)
+        if not file.is_file():
+            raise ConfigError([f"no such file; pass the path of a config.yaml (e.g. --config config.yaml)"],
+                              source=source)
+        try:
+            loaded = yaml.safe_load(file.read_text())
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+            raise ConfigError([f"{where}not valid YAML ({getattr(exc, 'problem', exc)})"], source=source) from None
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(["the file must be a mapping of sections (source:, fleet:, rollout:, ...)"],
+                              source=source)
+        data = loaded
+        base_dir = file.resolve().parent
+    _apply_environment(data, dict(os.environ if environ is None else environ))
+    for dotted, value in (overrides or {}).items():
+        node = data
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    data.setdefault("base_dir", str(base_dir))
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError([_format_error(e, Settings) for e in exc.errors()], source=source) from None
+    try:
+        canary = load_canary_config(settings.analysis.canary, where="analysis.canary")
+    except CanaryConfigError as exc:
+        raise ConfigError([str(exc)], source=source) from None
+    return settings.model_copy(update={"canary_config": canary})
