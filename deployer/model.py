@@ -102,6 +102,8 @@ class Deployment(SQLModel, table=True):
     artifact: str | None = None
     previous_artifact: str | None = None
     reason: str = Field(default="", sa_column=Column(Text))
+    # An operator abort blames no commit: they wait for a newer one instead of being marked bad.
+    aborted: bool = False
     bake_started_at: datetime | None = None
     bake_until: datetime | None = None
     last_verdict: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))

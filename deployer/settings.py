@@ -78,7 +78,7 @@ class PipelineSettings(_Section):
 
 
 class FleetSettings(_Section):
-    backend: Literal["local", "docker"] = "local"
+    backend: Literal["local"] = "local"
     hosts: int = Field(6, ge=2, le=200)
     bind: str = "127.0.0.1"
     base_port: int = Field(8101, ge=1024, le=65000)
@@ -220,17 +220,30 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
         hint = f"; expected one of: {', '.join(parent)}" if parent else ""
         return f"{loc}: unknown field{hint}"
     if kind == "literal_error":
-        return f"{loc}: {_describe(value)} is not allowed; {message[0].lower() + message[1:]}"
+        return f"{loc}: {_describe(value)} is not allowed; use {message.removeprefix('Input should be ')}"
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-        return f"{loc}: {_describe(value)} is out of range; it {message[0].lower() + message[1:]}"
+        return f"{loc}: {_describe(value)} is out of range; use a value {message.removeprefix('Input should be ')}"
     if kind in _FRIENDLY:
-        return f"{loc}: {_describe(value)} " + _FRIENDLY[kind].format(example=1)
+        example = _field_default(model, error["loc"])
+        return f"{loc}: {_describe(value)} " + _FRIENDLY[kind].format(example=example if example is not None else 1)
     if kind == "value_error" and ": " in message and not loc:
         return message
     if kind == "value_error" and message.split(":", 1)[0].isidentifier() and ": " in message:
         field, rest = message.split(": ", 1)
         return f"{loc + '.' if loc else ''}{field}: {rest}"
     return f"{loc}: {message}" if loc else message
+
+
+def _field_default(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
+    current: Any = model
+    field = None
+    for part in loc:
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return None
+        current = field.annotation
+    default = getattr(field, "default", None)
+    return default if isinstance(default, (int, float, str)) and not isinstance(default, bool) else None
 
 
 def _section_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:

@@ -1,0 +1,134 @@
+"""One bake's analysis: collect samples every interval and ask the canary judge.
+
+The judge is pure and knows nothing of time; this window owns the clock. Samples start
+after the warm-up (the first seconds after a restart are not representative), the judge
+is asked after every interval, and it may decide early (a sequential fail, or an early
+pass backed by enough evidence). When the bake time is over it must decide.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+from canary.config import CanaryConfig
+from canary.judge import judge
+from canary.samples import Samples
+from canary.verdict import Verdict
+from canary.sources import PrometheusSource, ScrapeCollector
+from deployer.fleet.base import Host
+
+log = logging.getLogger(__name__)
+
+
+class SampleFeed(Protocol):
+    def collect(self, now: float) -> None:
+        """Take this interval's measurements (a scrape), if the source works that way."""
+        ...
+
+    def samples(self, now: float) -> tuple[Samples, Samples]:
+        """Everything collected in this window so far: (baseline, canary)."""
+        ...
+
+
+class ScrapeFeed:
+    """Direct scrape of each host's /metrics, counters turned into per-interval values."""
+
+    def __init__(self, *, canary: list[Host], baseline: list[Host], timeout_s: float, interval_s: float) -> None:
+        self._collector = ScrapeCollector([h.address for h in canary], [h.address for h in baseline],
+                                          timeout=timeout_s, interval_s=interval_s)
+
+    def collect(self, now: float) -> None:
+        self._collector.scrape()
+
+    def samples(self, now: float) -> tuple[Samples, Samples]:
+        return self._collector.samples()
+
+    def close(self) -> None:
+        self._collector.close()
+
+
+class PrometheusFeed:
+    """Range queries against a Prometheus server over the window so far."""
+
+    def __init__(self, *, url: str, canary: list[Host], baseline: list[Host], interval_s: float,
+                 wall_clock: Callable[[], float], start_wall: float) -> None:
+        self._source = PrometheusSource(url)
+        self._canary = [_instance(h) for h in canary]
+        self._baseline = [_instance(h) for h in baseline]
+        self._interval = interval_s
+        self._wall = wall_clock
+        self._start = start_wall
+
+    def collect(self, now: float) -> None:
+        """Prometheus scrapes on its own; nothing to do."""
+
+    def samples(self, now: float) -> tuple[Samples, Samples]:
+        return self._source.samples(canary=self._canary, baseline=self._baseline, start=self._start,
+                                    end=self._wall(), step_s=self._interval)
+
+
+def _instance(host: Host) -> str:
+    """The `instance` label Prometheus gives a scrape target: host:port of its address."""
+    return host.address.split("://", 1)[-1].rstrip("/")
+
+
+class AnalysisWindow:
+    """Samples every `interval_s` from `start` (after warm-up) and judges until `end`."""
+
+    def __init__(self, *, config: CanaryConfig, feed: SampleFeed, interval_s: float, start: float,
+                 bake_s: float) -> None:
+        self.config = config
+        self.feed = feed
+        self.interval_s = interval_s
+        self.start = start
+        self.end = start + bake_s
+        self._next = start
+        self.intervals = 0
+        self.last: Verdict | None = None
+
+    def due(self, now: float) -> bool:
+        """Whether an interval has passed since the last look."""
+        return now >= self._next
+
+    def extend(self, seconds: float) -> None:
+        """Bake longer on the same window (after an inconclusive verdict)."""
+        self.end = max(self.end, self._next) + seconds
+
+    def step(self, now: float) -> Verdict | None:
+        """Collect this interval and ask the judge (final once the bake time is over).
+
+        None until there is a first interval to judge.
+        """
+        first = self.intervals == 0 and self._next == self.start
+        self.feed.collect(now)
+        # Keep the cadence even if a tick was late, without bunching up the next looks.
+        self._next = max(self._next + self.interval_s, now + self.interval_s / 2)
+        baseline, canary = self.feed.samples(now)
+        self.intervals = len(canary)
+        final = now >= self.end
+        if first and not final:
+            return None
+        self.last = judge(self.config, baseline, canary, final=final)
+        return self.last
+
+
+WindowFactory = Callable[..., AnalysisWindow]
+
+
+def window_factory(*, config: CanaryConfig, source: str, interval_s: float, warmup_s: float,
+                   scrape_timeout_s: float, prometheus_url: str,
+                   wall_clock: Callable[[], float]) -> WindowFactory:
+    """A function that opens an analysis window for given canary and baseline hosts."""
+
+    def open_window(*, canary: list[Host], baseline: list[Host], bake_s: float, now: float) -> AnalysisWindow:
+        feed: SampleFeed
+        if source == "prometheus":
+            feed = PrometheusFeed(url=prometheus_url, canary=canary, baseline=baseline, interval_s=interval_s,
+                                  wall_clock=wall_clock, start_wall=wall_clock() + warmup_s)
+        else:
+            feed = ScrapeFeed(canary=canary, baseline=baseline, timeout_s=scrape_timeout_s, interval_s=interval_s)
+        return AnalysisWindow(config=config, feed=feed, interval_s=interval_s, start=now + warmup_s, bake_s=bake_s)
+
+    return open_window

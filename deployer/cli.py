@@ -1,0 +1,225 @@
+"""The `deployer` command: run the controller, see its state, steer it, analyse, demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+
+from deployer.demo.options import add_demo_arguments
+from deployer.exceptions import ConfigError, Conflict, DeployerError, NotFound
+from deployer.model import CommandKind
+from deployer.settings import Settings, load_settings
+
+DEFAULT_CONFIG = "config.yaml"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    path = args.config or os.environ.get("DEPLOYER_CONFIG") or DEFAULT_CONFIG
+    return load_settings(path)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "urllib3", "git"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the controller loop until SIGTERM/SIGINT."""
+    from deployer.runtime import build_controller, build_runtime
+
+    settings = _settings(args)
+    _setup_logging(args.verbose)
+    runtime = build_runtime(settings)
+    stop = _stop_on_signals()
+    try:
+        if settings.fleet.balancer_port:
+            runtime.fleet.start_balancer()
+        build_controller(runtime).run(stop)
+    finally:
+        runtime.close()
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print each host's version, the pipeline state and the last releases."""
+    from deployer.runtime import build_engine
+    from deployer.service import DeployService
+    from deployer.status_view import render_status
+
+    service = DeployService(build_engine(_settings(args)))
+    status = service.status(releases=args.releases)
+    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    return 0
+
+
+def cmd_command(args: argparse.Namespace) -> int:
+    """Queue abort / pause / resume / promote for the deployment in flight."""
+    from deployer.runtime import build_engine
+    from deployer.service import DeployService
+
+    service = DeployService(build_engine(_settings(args)))
+    result = service.command(CommandKind(args.command), actor=args.actor, reason=args.reason or "",
+                             deployment_id=args.deployment)
+    print(f"{args.command} queued for deployment {result['deployment_id']}")
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    """Lock or unlock the pipeline."""
+    from deployer.runtime import build_engine
+    from deployer.service import DeployService
+
+    service = DeployService(build_engine(_settings(args)))
+    if args.command == "lock":
+        service.lock(holder=args.actor, reason=args.reason or "locked from the command line")
+        print("pipeline locked: no new release will start")
+    else:
+        service.unlock(actor=args.actor)
+        print("pipeline unlocked")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Serve the dashboard and the JSON API."""
+    import uvicorn
+
+    from dashboards.app import create_app
+
+    settings = _settings(args)
+    _setup_logging(args.verbose)
+    uvicorn.run(create_app(settings), host=settings.api.host, port=args.port or settings.api.port,
+                log_level="warning")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run an rq worker for test and build jobs."""
+    from deployer.queue import run_worker
+
+    settings = _settings(args)
+    _setup_logging(args.verbose)
+    run_worker(redis_url=settings.queue.redis_url, name=settings.queue.name, burst=args.burst)
+    return 0
+
+
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """Stop every host and the balancer of the local fleet (`down`), or list them (`ps`)."""
+    from deployer.runtime import build_fleet
+
+    fleet = build_fleet(_settings(args))
+    try:
+        if args.action == "down":
+            fleet.stop_all()
+            print("fleet stopped")
+        else:
+            for host in fleet.hosts():
+                probe = fleet.probe(host)
+                print(f"{host.name:10} {host.address:28} {'up' if probe.healthy else 'down':5} "
+                      f"{(probe.version or '-')[:12]}")
+    finally:
+        fleet.close()
+    return 0
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Validate the configuration and print it resolved."""
+    settings = _settings(args)
+    print(json.dumps(settings.model_dump(mode="json", exclude={"canary_config"}), indent=2))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the scripted demo end to end."""
+    from deployer.demo.runner import run_demo
+
+    return run_demo(args)
+
+
+def cmd_analyze(argv: list[str]) -> int:
+    """Judge recorded baseline/canary series (see `deployer analyze --help`)."""
+    from canary.cli import analyze_main
+
+    return analyze_main(argv)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every sub-command."""
+    parser = argparse.ArgumentParser(prog="deployer", description="Continuous deployment with canary analysis.")
+    parser.add_argument("-c", "--config", help="path of config.yaml (default: $DEPLOYER_CONFIG or ./config.yaml)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+
+    sub.add_parser("run", help="run the deploy controller").set_defaults(func=cmd_run)
+    p = sub.add_parser("status", help="hosts, pipeline state and last releases")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--releases", type=int, default=8)
+    p.set_defaults(func=cmd_status)
+    for name, text in (("abort", "abort the deployment in flight and roll it back"),
+                       ("pause", "pause the deployment in flight"),
+                       ("resume", "resume a paused deployment"),
+                       ("promote", "skip the rest of the current bake and go to the next wave")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("--reason", default="")
+        p.add_argument("--actor", default=os.environ.get("USER", "operator"))
+        p.add_argument("--deployment", type=int, default=None)
+        p.set_defaults(func=cmd_command, command=name)
+    for name in ("lock", "unlock"):
+        p = sub.add_parser(name, help=f"{name} the pipeline (no new releases while locked)")
+        p.add_argument("--reason", default="")
+        p.add_argument("--actor", default=os.environ.get("USER", "operator"))
+        p.set_defaults(func=cmd_lock, command=name)
+    p = sub.add_parser("serve", help="serve the dashboard and JSON API")
+    p.add_argument("--port", type=int, default=None)
+    p.set_defaults(func=cmd_serve)
+    p = sub.add_parser("worker", help="run an rq worker (queue.backend: rq)")
+    p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
+    p.set_defaults(func=cmd_worker)
+    p = sub.add_parser("fleet", help="local fleet: list hosts (ps) or stop everything (down)")
+    p.add_argument("action", choices=["ps", "down"])
+    p.set_defaults(func=cmd_fleet)
+    sub.add_parser("check-config", help="validate config.yaml and print it resolved").set_defaults(func=cmd_check)
+    sub.add_parser("analyze", help="judge recorded baseline and canary series", add_help=False)
+    p = sub.add_parser("demo", help="run the scripted end-to-end demo on this machine")
+    add_demo_arguments(p)
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: exit 0 on success, 1 on a failure, 2 on bad input or configuration."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `analyze` has its own parser (and its own exit codes), so hand it the rest verbatim.
+    if "analyze" in argv:
+        return cmd_analyze(argv[argv.index("analyze") + 1:])
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+    except (Conflict, NotFound) as exc:
+        print(f"deployer: {exc}", file=sys.stderr)
+        return 2
+    except DeployerError as exc:
+        print(f"deployer: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""`deployer demo`: a workspace, a fleet, traffic and a scripted stream of merges."""

@@ -1,0 +1,238 @@
+"""Run the demo: workspace, controller, API, fleet, traffic, the scripted merges, a report.
+
+Everything started here is stopped here, on success, failure or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import httpx
+import yaml
+
+from deployer.demo import workspace as ws_ops
+from deployer.demo.progress import Progress
+from deployer.demo.report import build_report, summary_lines
+from deployer.demo.scenario import STEPS, ScriptedCommit
+from deployer.demo.seed import seed_content
+from deployer.exceptions import ConfigError, DeployerError
+from deployer.model import CommitStatus
+from deployer.runtime import build_engine, build_fleet
+from deployer.service import DeployService
+from deployer.settings import Settings, load_settings
+from deployer.traffic import TrafficGenerator
+
+log = logging.getLogger(__name__)
+SETTLED = {CommitStatus.SHIPPED.value, CommitStatus.BAD.value, CommitStatus.BLOCKED.value}
+
+
+class DemoFailed(DeployerError):
+    """The demo could not finish its scenario."""
+
+
+def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
+    overrides: dict[str, Any] = {
+        "source.repository": str(root / "app.git"),
+        "source.poll_interval": "2s",
+        "workdir": str(root / "deployer"),
+        "database.url": "sqlite:///deployer.db",
+        "fleet.hosts": args.hosts,
+        "rollout.canary_bake": args.canary_bake,
+        "rollout.wave_bake": args.wave_bake,
+    }
+    if args.base_port:
+        overrides["fleet.base_port"] = args.base_port
+        overrides["fleet.balancer_port"] = args.base_port - 1
+    if args.api_port:
+        overrides["api.port"] = args.api_port
+    return overrides
+
+
+def _stop_previous(root: Path) -> None:
+    """A demo killed hard may have left its fleet and controller running: stop them first."""
+    workspace = ws_ops.Workspace(root.resolve())
+    ws_ops.stop_leftovers(workspace)
+    if workspace.config.is_file():
+        try:
+            fleet = build_fleet(load_settings(workspace.config))
+            fleet.stop_all()
+            fleet.close()
+        except (ConfigError, OSError) as exc:
+            log.warning("could not stop the previous demo's fleet: %s", exc)
+
+
+class Demo:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.root = Path(args.workspace).resolve()
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.started = time.monotonic()
+        self.settings: Settings | None = None
+        self.traffic: TrafficGenerator | None = None
+        self.progress: Progress | None = None
+
+    def say(self, text: str) -> None:
+        if not self.args.quiet:
+            elapsed = time.monotonic() - self.started
+            print(f"[{int(elapsed // 60):02d}:{int(elapsed % 60):02d}] {text}", flush=True)
+
+    # --- set-up -----------------------------------------------------------------------
+
+    def prepare(self) -> ws_ops.Workspace:
+        _stop_previous(self.root)
+        base_path = ws_ops.PLATFORM_ROOT / "config.yaml"
+        base = yaml.safe_load(base_path.read_text()) if base_path.is_file() else {}
+        workspace = ws_ops.create(self.root, base_config=base or {}, overrides=_overrides(self.args, self.root))
+        self.settings = load_settings(workspace.config)
+        api_url = f"http://{self.settings.api.host}:{self.settings.api.port}"
+        hooked = ws_ops.install_push_hook(workspace, api_url)
+        self.say(f"workspace {workspace.root}: central repository, a clone, "
+                 f"{'a post-receive hook, ' if hooked else ''}config.yaml")
+        return workspace
+
+    def spawn(self, workspace: ws_ops.Workspace, name: str, *args: str) -> None:
+        log_file = open(workspace.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen([sys.executable, "-m", "deployer.cli", "-c", str(workspace.config), *args],
+                                stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
+                                cwd=workspace.root)
+        log_file.close()
+        (workspace.pids / f"{name}.pid").write_text(str(proc.pid))
+        self.processes[name] = proc
+
+    def check_alive(self, workspace: ws_ops.Workspace) -> None:
+        for name, proc in self.processes.items():
+            if proc.poll() is not None:
+                tail = (workspace.logs / f"{name}.log").read_text(errors="replace").splitlines()[-15:]
+                raise DemoFailed(f"the {name} process exited with code {proc.returncode}:\n  " + "\n  ".join(tail))
+
+    def wait_for(self, what: str, check: Any, timeout: float, workspace: ws_ops.Workspace) -> Any:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_alive(workspace)
+            result = check()
+            if result:
+                return result
+            if self.progress:
+                self.progress.show()
+            time.sleep(0.25)
+        raise DemoFailed(f"timed out after {timeout:g}s waiting for {what}")
+
+    # --- the run -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        workspace = self.prepare()
+        assert self.settings is not None
+        settings = self.settings
+        service = DeployService(build_engine(settings))
+        self.spawn(workspace, "api", "serve")
+        self.spawn(workspace, "controller", "run")
+        self.progress = Progress(service, self.say, verbose=not self.args.quiet)
+        self.say(f"controller and API started (http://{settings.api.host}:{settings.api.port}/); "
+                 f"starting {settings.fleet.hosts} hosts on the first commit")
+
+        def bootstrapped() -> bool:
+            status = service.status()
+            return bool(status["releases"]) and all(h["healthy"] for h in status["hosts"]) \
+                and len(status["hosts"]) == settings.fleet.hosts
+
+        self.wait_for("the fleet to start", bootstrapped, 180, workspace)
+        balancer = f"http://{settings.fleet.bind}:{settings.fleet.balancer_port}"
+        posts = seed_content(balancer)
+        self.say(f"fleet up behind the load balancer at {balancer}; seeded {posts} posts; "
+                 f"users start browsing at {self.args.rate:g} requests/s")
+        self.traffic = TrafficGenerator(balancer, rate=self.args.rate, seed=7)
+        self.traffic.start()
+        shas: dict[str, str] = {}
+        steps = STEPS[: self.args.steps] if self.args.steps else STEPS
+        scripted: list[ScriptedCommit] = [c for step in steps for c in step]
+        for number, step in enumerate(steps, 1):
+            for item in step:
+                shas[item.key] = ws_ops.commit(workspace, item, shas)
+            ws_ops.push(workspace)
+            names = ", ".join(f"{shas[c.key][:10]} {c.title or 'revert ' + c.reverts} [{c.expected}]" for c in step)
+            self.say(f"── step {number}/{len(steps)}: merged {names}")
+            self.wait_for(f"step {number} to settle", lambda s=step: self._settled(service, [shas[c.key] for c in s]),
+                          self.args.step_timeout, workspace)
+        self.progress.show()
+        stats = self.traffic.stop()
+        self.traffic = None
+        fleet = build_fleet(settings)
+        try:
+            versions = {h.name: fleet.probe(h).version for h in fleet.hosts()}
+        finally:
+            fleet.close()
+        report = build_report(service=service, scripted=scripted, shas=shas, fleet_versions=versions,
+                              traffic=stats.to_dict(), duration_s=time.monotonic() - self.started,
+                              settings=settings)
+        if self.args.report:
+            Path(self.args.report).write_text(json.dumps(report, indent=2) + "\n")
+        for line in summary_lines(report):
+            print(line, flush=True)
+        return 0 if report["checks"]["passed"] else 1
+
+    @staticmethod
+    def _settled(service: DeployService, shas: list[str]) -> bool:
+        status = service.status(releases=1)
+        if status["active"] is not None:
+            return False
+        commits = {c["sha"]: c["status"] for c in service.commits()}
+        if any(sha not in commits for sha in shas):
+            return False
+        return all(state in SETTLED for state in commits.values())
+
+    def cleanup(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+        if self.args.keep_running:
+            self.say("left running: controller, API, fleet (stop with `deployer -c "
+                     f"{self.root / 'config.yaml'} fleet down` and kill the pids in {self.root / 'pids'})")
+            return
+        for name, proc in self.processes.items():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for name, proc in self.processes.items():
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        if self.settings is not None:
+            fleet = build_fleet(self.settings)
+            fleet.stop_all()
+            fleet.close()
+        self.say("everything stopped")
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """Entry point of `deployer demo`: 0 when the scenario finished as expected."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.hosts < 4:
+        raise ConfigError([f"--hosts: {args.hosts} is too few; the demo needs at least 4 (e.g. 6)"],
+                          source="deployer demo")
+    signal.signal(signal.SIGTERM, _interrupt)
+    demo = Demo(args)
+    try:
+        return demo.run()
+    except KeyboardInterrupt:
+        print("interrupted; stopping everything", file=sys.stderr)
+        return 130
+    except (DemoFailed, httpx.HTTPError, subprocess.CalledProcessError) as exc:
+        detail = getattr(exc, "stderr", "") or ""
+        print(f"demo failed: {exc} {detail}".strip(), file=sys.stderr)
+        return 1
+    finally:
+        demo.cleanup()

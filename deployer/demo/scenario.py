@@ -1,0 +1,157 @@
+"""The demo's scripted stream of merges: mostly good changes, one of each bad kind, and fixes.
+
+Each step is what engineers merge together before the pipeline picks it up; the demo
+pushes a step, waits for the pipeline to settle, then pushes the next. Bad changes are
+real code changes to the sample app (text edits of its source), written as the plausible
+mistakes they imitate; every one of them passes the app's tests except the one meant
+to fail them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+Expected = Literal["ship", "stop"]
+
+
+@dataclass(frozen=True)
+class Edit:
+    """Replace `old` by `new` in `path` (relative to the repository root); `old` must occur once."""
+
+    path: str
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class ScriptedCommit:
+    key: str
+    title: str
+    author: str
+    kind: str
+    expected: Expected
+    edits: tuple[Edit, ...] = ()
+    new_files: dict[str, str] = field(default_factory=dict)
+    reverts: str | None = None      # key of an earlier commit this one reverts
+
+
+class ScenarioError(Exception):
+    """The scenario no longer applies to the sample app's source (an anchor text moved)."""
+
+
+FEED = "sample_app/routes/feed.py"
+POSTS = "sample_app/routes/posts.py"
+MAIN = "sample_app/__main__.py"
+FEED_DOC = '    """Return the newest posts by user and whom they follow, with like and comment counts."""\n'
+LIKE_ANCHOR = ('    """Like a post; liking twice is harmless."""\n'
+               '    post = get_post_or_404(session, post_id)\n')
+COMMENT_ANCHOR = ('    """Comment on a post."""\n'
+                  '    post = get_post_or_404(session, post_id)\n')
+
+GOOD_IMAGE_CACHE = ScriptedCommit(
+    "image-cache", "Let browsers cache post images for a week", "Ana Lima", "good", "ship",
+    edits=(Edit(POSTS, '"public, max-age=86400, immutable"', '"public, max-age=604800, immutable"'),))
+GOOD_COMMENT_PAGE = ScriptedCommit(
+    "comment-page", "Show up to 300 comments per post", "Ben Okafor", "good", "ship",
+    edits=(Edit(POSTS, "MAX_COMMENTS = 200\n", "MAX_COMMENTS = 300\n"),))
+BAD_TESTS = ScriptedCommit(
+    "failing-tests", "Answer likes before the write is confirmed", "Chen Wei", "failing-tests", "stop",
+    edits=(Edit(POSTS, "return LikePublic(post_id=post_id, user=user.username, liked=True,",
+                "return LikePublic(post_id=post_id, user=user.username, liked=False,"),))
+REVERT_TESTS = ScriptedCommit("revert-failing-tests", "", "Chen Wei", "revert", "ship", reverts="failing-tests")
+GOOD_DOCS = ScriptedCommit(
+    "feed-docs", "Document how the feed is assembled", "Dana Cruz", "good", "ship",
+    new_files={"docs/feed.md": "# The feed\n\nA user's feed holds their own posts and those of the people "
+                               "they follow, newest first, with like and comment counts.\n"})
+BAD_CRASH = ScriptedCommit(
+    "crash-on-start", "Read the feed ranker's address at start-up", "Eli Novak", "crash-on-start", "stop",
+    edits=(Edit(MAIN, "import argparse\n", "import argparse\nimport os\n"),
+           Edit(MAIN, "    args = parse_args(argv)\n",
+                "    args = parse_args(argv)\n    ranker_url = os.environ[\"FEED_RANKER_URL\"]  # the new ranking "
+                "service\n    logging.getLogger(__name__).info(\"feed ranker at %s\", ranker_url)\n")))
+REVERT_CRASH = ScriptedCommit("revert-crash", "", "Eli Novak", "revert", "ship", reverts="crash-on-start")
+BAD_ERRORS = ScriptedCommit(
+    "error-spike", "Move likes of recent posts to the new counter shard", "Fay Adeyemi", "error-spike", "stop",
+    edits=(Edit(POSTS, LIKE_ANCHOR, LIKE_ANCHOR
+                + "    if post.id % 2 == 0 and post.id > 40:  # recent posts live on the new shard\n"
+                  "        raise RuntimeError(\"like counter shard 'likes-2' is not reachable\")\n"),))
+REVERT_ERRORS = ScriptedCommit("revert-error-spike", "", "Fay Adeyemi", "revert", "ship", reverts="error-spike")
+BAD_LATENCY = ScriptedCommit(
+    "latency", "Wait for the ranking service before answering the feed", "Gus Moreau", "latency", "stop",
+    edits=(Edit(FEED, "from typing import Annotated\n", "import time\nfrom typing import Annotated\n"),
+           Edit(FEED, FEED_DOC, FEED_DOC + "    time.sleep(0.15)  # give the ranking service time to answer\n")))
+FIX_LATENCY = ScriptedCommit(
+    "fix-latency", "Do not wait for the ranking service on the request path", "Gus Moreau", "fix", "ship",
+    edits=(Edit(FEED, "    time.sleep(0.15)  # give the ranking service time to answer\n", ""),
+           Edit(FEED, "import time\nfrom typing import Annotated\n", "from typing import Annotated\n")))
+BAD_CPU = ScriptedCommit(
+    "cpu", "Score feed posts with a content fingerprint", "Hana Sato", "cpu", "stop",
+    edits=(Edit(FEED, "from typing import Annotated\n", "import hashlib\nfrom typing import Annotated\n"),
+           Edit(FEED, FEED_DOC, FEED_DOC
+                + "    fingerprint = b\"feed\"\n"
+                  "    for _ in range(20000):  # stable score per post, recomputed every time\n"
+                  "        fingerprint = hashlib.sha256(fingerprint).digest()\n")))
+REVERT_CPU = ScriptedCommit("revert-cpu", "", "Hana Sato", "revert", "ship", reverts="cpu")
+BAD_LEAK = ScriptedCommit(
+    "memory-leak", "Keep rendered feeds in memory for faster reloads", "Ivan Petrov", "memory-leak", "stop",
+    edits=(Edit(FEED, 'router = APIRouter(prefix="/api", tags=["feed"])\n',
+                'router = APIRouter(prefix="/api", tags=["feed"])\n'
+                "_RENDERED_FEEDS: list[bytes] = []  # never evicted\n"),
+           Edit(FEED, FEED_DOC, FEED_DOC + "    _RENDERED_FEEDS.append(b\"\\x01\" * 400_000)\n")))
+REVERT_LEAK = ScriptedCommit("revert-leak", "", "Ivan Petrov", "revert", "ship", reverts="memory-leak")
+GOOD_BATCHED = ScriptedCommit(
+    "caption-limit", "Accept captions up to 2,500 characters", "Ana Lima", "good", "ship",
+    edits=(Edit(POSTS, "Form(max_length=2200)", "Form(max_length=2500)"),))
+BAD_BATCHED = ScriptedCommit(
+    "comment-errors", "Notify post authors of new comments", "Ben Okafor", "error-spike", "stop",
+    edits=(Edit(POSTS, COMMENT_ANCHOR, COMMENT_ANCHOR
+                + "    if post.id % 2 == 1 and post.id > 40:  # authors of recent posts get notified\n"
+                  "        raise RuntimeError(\"notification service refused the message\")\n"),))
+REVERT_BATCHED = ScriptedCommit("revert-comment-errors", "", "Ben Okafor", "revert", "ship",
+                                reverts="comment-errors")
+GOOD_FINAL = ScriptedCommit(
+    "readme", "Explain how to run the app locally", "Dana Cruz", "good", "ship",
+    new_files={"README.md": "# Snapgram\n\nA small photo-sharing app: users, posts, likes, comments, follows.\n\n"
+                            "Run it with `python -m sample_app --port 8101` and open http://127.0.0.1:8101/.\n"})
+
+# Each inner list is merged together: a release holds at most a few commits.
+STEPS: list[list[ScriptedCommit]] = [
+    [GOOD_IMAGE_CACHE, GOOD_COMMENT_PAGE],
+    [BAD_TESTS],
+    [REVERT_TESTS, GOOD_DOCS],
+    [BAD_CRASH],
+    [REVERT_CRASH],
+    [BAD_ERRORS],
+    [REVERT_ERRORS],
+    [BAD_LATENCY],
+    [FIX_LATENCY],
+    [BAD_CPU],
+    [REVERT_CPU],
+    [BAD_LEAK],
+    [REVERT_LEAK],
+    [GOOD_BATCHED, BAD_BATCHED],
+    [REVERT_BATCHED, GOOD_FINAL],
+]
+
+
+def apply_edits(root: Path, commit: ScriptedCommit) -> list[str]:
+    """Apply a commit's edits and new files under `root`; returns the paths touched."""
+    touched = []
+    for edit in commit.edits:
+        path = root / edit.path
+        if not path.is_file():
+            raise ScenarioError(f"{commit.key}: {edit.path} does not exist in the app")
+        text = path.read_text()
+        found = text.count(edit.old)
+        if found != 1:
+            raise ScenarioError(f"{commit.key}: expected the text {edit.old!r} once in {edit.path}, found {found}")
+        path.write_text(text.replace(edit.old, edit.new))
+        touched.append(edit.path)
+    for relative, content in commit.new_files.items():
+        path = root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        touched.append(relative)
+    return touched

@@ -1,0 +1,85 @@
+"""Build the controller's parts from Settings; called by the CLI entry points only."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+
+from deployer import store
+from deployer.analysis import window_factory
+from deployer.builder import ReleaseBuilder
+from deployer.controller import Controller
+from deployer.fleet.local import LocalFleet
+from deployer.queue import InProcessQueue, RqQueue, TaskQueue
+from deployer.settings import Settings
+from deployer.source import GitSource
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: Engine
+    source: GitSource
+    builder: ReleaseBuilder
+    fleet: LocalFleet
+    queue: TaskQueue
+
+    def close(self) -> None:
+        """Release connections and threads (hosts keep running)."""
+        self.queue.close()
+        self.fleet.close()
+        self.engine.dispose()
+
+
+def build_engine(settings: Settings) -> Engine:
+    """The database engine, with tables created."""
+    engine = store.make_engine(settings.database_url)
+    store.init_db(engine)
+    return engine
+
+
+def build_fleet(settings: Settings) -> LocalFleet:
+    """The fleet backend named in the settings."""
+    fleet = settings.fleet
+    return LocalFleet(
+        state_dir=settings.workdir_path / "fleet", host_count=fleet.hosts, base_port=fleet.base_port,
+        bind=fleet.bind, app_env={"SAMPLE_APP_DATABASE_URL": settings.app_database_url},
+        balancer_port=fleet.balancer_port, healthy_checks=fleet.healthy_checks,
+        health_interval_s=fleet.health_interval, start_timeout_s=fleet.start_timeout,
+        drain_timeout_s=fleet.drain_timeout)
+
+
+def build_source(settings: Settings) -> GitSource:
+    """The controller's mirror of the central repository."""
+    return GitSource(repository=settings.repository, branch=settings.source.branch,
+                     mirror_dir=settings.workdir_path / "mirror.git")
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    """Every adapter the controller needs."""
+    source = build_source(settings)
+    queue: TaskQueue
+    if settings.queue.backend == "rq":
+        queue = RqQueue(redis_url=settings.queue.redis_url, name=settings.queue.name,
+                        job_timeout_s=settings.pipeline.test_timeout + 60)
+    else:
+        queue = InProcessQueue(workers=settings.queue.workers)
+    return Runtime(settings=settings, engine=build_engine(settings), source=source,
+                   builder=ReleaseBuilder(source=source, releases_dir=settings.workdir_path / "releases"),
+                   fleet=build_fleet(settings), queue=queue)
+
+
+def build_controller(runtime: Runtime) -> Controller:
+    """A controller over the runtime's adapters, with the analysis the settings ask for."""
+    settings = runtime.settings
+    assert settings.canary_config is not None
+    analysis = settings.analysis
+    windows = window_factory(config=settings.canary_config, source=analysis.source, interval_s=analysis.interval,
+                             warmup_s=settings.rollout.warmup, scrape_timeout_s=analysis.scrape_timeout,
+                             prometheus_url=analysis.prometheus_url, wall_clock=time.time)
+    Path(settings.workdir_path).mkdir(parents=True, exist_ok=True)
+    return Controller(settings=settings, engine=runtime.engine, source=runtime.source, builder=runtime.builder,
+                      fleet=runtime.fleet, queue=runtime.queue, windows=windows)

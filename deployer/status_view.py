@@ -1,0 +1,39 @@
+"""Plain-text rendering of the controller's status for `deployer status` and the demo."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def short(sha: str | None) -> str:
+    """The 10-character form of a sha, or '-'."""
+    return sha[:10] if sha else "-"
+
+
+def render_status(status: dict[str, Any]) -> str:
+    """Hosts with their versions, the deployment in flight, and the last releases."""
+    lines = ["HOSTS"]
+    for h in status["hosts"]:
+        drift = "" if h["desired_version"] == h["observed_version"] else f"  (wants {short(h['desired_version'])})"
+        lines.append(f"  {h['name']:10} {short(h['observed_version']):11} {'healthy' if h['healthy'] else 'DOWN':8}"
+                     f" {h['role']:9}{drift}")
+    active = status["active"]
+    lines.append("")
+    if status.get("lock"):
+        lock = status["lock"]
+        lines.append(f"PIPELINE LOCKED by {lock['holder']}: {lock['reason']}")
+    if active:
+        where = active["status"] + (f"/{active['phase']}" if active["phase"] else "")
+        lines.append(f"DEPLOYING release {active['release_id']} ({short(active['version'])}): {where}, "
+                     f"wave {active['wave']} of {active['waves'] - 1}")
+        if active.get("last_verdict"):
+            verdict = active["last_verdict"]
+            lines.append(f"  analysis: {verdict.get('verdict') or 'watching'} — {verdict.get('reason', '')}")
+    else:
+        lines.append("PIPELINE idle")
+    lines.append("")
+    lines.append("LAST RELEASES")
+    for r in status["releases"]:
+        lines.append(f"  #{r['id']:<4} {short(r['sha']):11} {r['kind']:9} {r['status']:13} "
+                     f"{len(r['commits'])} commit(s)  {(r.get('reason') or '').splitlines()[0][:70] if r.get('reason') else ''}")
+    return "\n".join(lines)

@@ -1,0 +1,122 @@
+"""config.yaml errors name the field, the bad value and the fix; the environment wins over the file."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deployer.exceptions import ConfigError
+from deployer.settings import load_settings, parse_duration, parse_percent
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    return path
+
+
+def problems(tmp_path: Path, text: str, environ: dict[str, str] | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load_settings(write(tmp_path, text), environ=environ or {})
+    return info.value.problems
+
+
+def test_the_shipped_config_loads() -> None:
+    settings = load_settings(ROOT / "config.yaml", environ={})
+    assert settings.fleet.hosts == 6 and settings.rollout.waves == [25.0, 100.0]
+    assert settings.database_url == f"sqlite:///{ROOT / '.deployer' / 'deployer.db'}"
+    assert settings.canary_config is not None
+
+
+def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "source: {repository: repo.git}\n"), environ={})
+    assert settings.repository == str(tmp_path / "repo.git")
+    assert settings.rollout.canary_bake == 60.0 and settings.queue.backend == "inprocess"
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("rollout: {canary_bake: 5x}", 'rollout.canary_bake: "5x" is not a duration; use e.g. "30s"'),
+    ("rollout: {waves: ['25%', '50%']}", 'rollout.waves: [25.0, 50.0] must end with "100%"'),
+    ("rollout: {waves: ['50%', '25%', '100%']}", "must grow wave after wave"),
+    ("rollout: {waves: ['150%']}", 'rollout.waves.0: "150%" is not between 0% and 100%'),
+    ("rollout: {waves: [quarter]}", 'rollout.waves.0: "quarter" is not a percentage; use e.g. "25%"'),
+    ("fleet: {hosts: six}", 'fleet.hosts: "six" is not a whole number; use e.g. 6'),
+    ("fleet: {hosts: 1}", "fleet.hosts: 1 is out of range; use a value greater than or equal to 2"),
+    ("fleet: {bind: 0.0.0.0}", 'fleet.bind: "0.0.0.0" is not a loopback address'),
+    ("fleet: {hostz: 3}", "fleet.hostz: unknown field; expected one of: backend, hosts"),
+    ("queue: {backend: kafka}", "queue.backend: \"kafka\" is not allowed; use 'inprocess' or 'rq'"),
+    ("pipeline: {test_timeout: -5}", "pipeline.test_timeout: -5 is negative"),
+    ("analysis: {source: graphite}", "analysis.source: \"graphite\" is not allowed"),
+    ("analysis: {canary: {confidence: 2}}", "analysis.canary.confidence"),
+    ("databse: {url: x}", "databse: unknown field; expected one of: source, workdir, database"),
+])
+def test_each_error_names_field_value_and_fix(tmp_path: Path, text: str, expected: str) -> None:
+    found = problems(tmp_path, "source: {repository: r.git}\n" + text + "\n")
+    assert any(expected in p for p in found), found
+
+
+def test_missing_required_section(tmp_path: Path) -> None:
+    assert problems(tmp_path, "fleet: {hosts: 3}\n") == ["source: is required but missing; add it"]
+
+
+def test_several_problems_are_reported_together(tmp_path: Path) -> None:
+    found = problems(tmp_path, "source: {repository: r}\nfleet: {hosts: x, base_port: 80}\n")
+    assert len(found) == 2
+
+
+def test_not_yaml_and_not_a_mapping(tmp_path: Path) -> None:
+    assert "not valid YAML" in problems(tmp_path, "source: [unclosed\n")[0]
+    assert "must be a mapping" in problems(tmp_path, "- a\n- b\n")[0]
+
+
+def test_missing_file_says_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(tmp_path / "nope.yaml", environ={})
+    assert "no such file" in str(info.value) and "--config" in str(info.value)
+
+
+def test_environment_wins_over_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "source: {repository: r}\nrollout: {canary_bake: 60s}\n")
+    settings = load_settings(path, environ={"DEPLOYER__ROLLOUT__CANARY_BAKE": "7s",
+                                            "DEPLOYER__DATABASE__URL": "postgresql+psycopg://u@127.0.0.1/db",
+                                            "UNRELATED": "1"})
+    assert settings.rollout.canary_bake == 7.0
+    assert settings.database_url == "postgresql+psycopg://u@127.0.0.1/db"
+
+
+def test_bad_environment_value_is_reported_like_a_file_value(tmp_path: Path) -> None:
+    found = problems(tmp_path, "source: {repository: r}\n", environ={"DEPLOYER__FLEET__HOSTS": "lots"})
+    assert found == ['fleet.hosts: "lots" is not a whole number; use e.g. 6']
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30s", 30), ("5m", 300), ("200ms", 0.2), ("1h", 3600),
+                                               (12, 12), ("1.5s", 1.5), ("7", 7)])
+def test_durations(text: object, seconds: float) -> None:
+    assert parse_duration(text) == pytest.approx(seconds)
+
+
+@pytest.mark.parametrize("bad", ["5x", "s", "", "-3s", True])
+def test_bad_durations(bad: object) -> None:
+    with pytest.raises(ValueError):
+        parse_duration(bad)
+
+
+def test_percentages() -> None:
+    assert parse_percent("25%") == 25.0 and parse_percent(100) == 100.0
+    for bad in ("0%", "101%", "x"):
+        with pytest.raises(ValueError):
+            parse_percent(bad)
+
+
+def test_cli_prints_problems_without_a_traceback(tmp_path: Path) -> None:
+    path = write(tmp_path, "source: {repository: r}\nrollout: {canary_bake: 5x}\n")
+    result = subprocess.run([sys.executable, "-m", "deployer.cli", "-c", str(path), "status"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert 'rollout.canary_bake: "5x" is not a duration' in result.stderr
+    assert "Traceback" not in result.stderr
