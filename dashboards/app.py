@@ -6,8 +6,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from dashboards import api, metrics
-from deployer.exceptions import Conflict, DeployerError, NotFound
-from deployer.service import DeployService
+from deployer.service import Conflict, DeployerError, DeployService, NotFound
 from deployer.settings import Settings
 
 

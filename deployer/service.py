@@ -14,10 +14,12 @@ from typing import Any
 from sqlalchemy.engine import Engine
 
 from deployer import store
-from deployer.exceptions import Conflict
+from deployer.exceptions import Conflict, DeployerError, NotFound
 from deployer.model import CommandKind, Deployment, Lock, Release
 from deployer.pipeline import Event, allowed_events
 from deployer.settings import Settings
+
+__all__ = ["Conflict", "DeployService", "DeployerError", "NotFound"]
 
 _COMMAND_EVENTS = {CommandKind.ABORT: Event.ABORT, CommandKind.PAUSE: Event.PAUSE,
                    CommandKind.RESUME: Event.RESUME, CommandKind.PROMOTE: Event.PROMOTE}

@@ -123,7 +123,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                      f"-> {row['outcome']:12} {row['title'][:60]}")
     timings, traffic = report["timings"], report["traffic"]
     lines.append("")
-    lines.append(f"fleet: {', '.join(f'{h}={(v or '-')[:10]}' for h, v in report['fleet_versions'].items())}")
+    fleet = ", ".join(f"{host}={(version or '-')[:10]}" for host, version in report["fleet_versions"].items())
+    lines.append(f"fleet: {fleet}")
     lines.append(f"releases: {timings['releases']} in {timings['duration_s']}s "
                  f"(median {timings['median_release_s']}s per release)")
     lines.append(f"5xx spike: bad canary serving -> rollback done in "

@@ -1,0 +1,125 @@
+"""The dependency rules of DESIGN.md, read from every module's imports with `ast`."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("deployer", "canary", "dashboards", "sample_app")
+PLATFORM = ("deployer", "canary", "dashboards")
+# Each third-party SDK has exactly one owner module.
+SDK_OWNERS = {
+    "git": "deployer/source.py",
+    "docker": "deployer/fleet/docker.py",
+    "rq": "deployer/queue.py",
+    "prometheus_api_client": "canary/sources.py",
+}
+DASHBOARD_MAY_USE = {"deployer.service", "deployer.model", "deployer.settings"}
+# What the pure cores must never reach, even through a helper module of their package.
+IMPURE = {"time", "random", "datetime", "os", "sys", "socket", "subprocess", "threading", "asyncio", "io",
+          "pathlib", "shutil", "tempfile", "logging", "httpx", "requests", "urllib", "sqlalchemy", "sqlmodel",
+          "git", "docker", "rq", "redis", "prometheus_client", "prometheus_api_client", "secrets", "uuid"}
+PURE_ALLOWED_THIRD_PARTY = {"numpy", "scipy"}
+
+
+def modules() -> list[Path]:
+    found = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "tests" not in p.parts[len(ROOT.parts):]]
+    found.append(ROOT / "hooks" / "post-receive")
+    return sorted(found)
+
+
+def imports_of(path: Path) -> set[str]:
+    """Absolute dotted names a module imports (relative imports resolved against its package)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    rel = path.relative_to(ROOT).with_suffix("")
+    package = list(rel.parts[:-1])
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join(base + ([node.module] if node.module else []))
+                names.add(module)
+                if not node.module:
+                    names.update(f"{module}.{a.name}" for a in node.names)
+            else:
+                assert node.module is not None
+                names.add(node.module)
+                names.update(f"{node.module}.{a.name}" for a in node.names)
+    return names
+
+
+def name_of(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def top(name: str) -> str:
+    return name.split(".")[0]
+
+
+ALL = modules()
+
+
+def test_there_is_something_to_check() -> None:
+    assert len(ALL) > 30
+
+
+@pytest.mark.parametrize("path", [p for p in ALL if name_of(p).startswith("canary/")], ids=name_of)
+def test_canary_knows_nothing_of_the_controller_or_dashboard(path: Path) -> None:
+    assert not {top(n) for n in imports_of(path)} & {"deployer", "dashboards"}
+
+
+@pytest.mark.parametrize("path", [p for p in ALL if name_of(p).startswith("dashboards/")], ids=name_of)
+def test_dashboard_goes_through_the_service(path: Path) -> None:
+    used = {n for n in imports_of(path) if top(n) == "deployer"}
+    modules_used = {".".join(n.split(".")[:2]) for n in used}
+    assert modules_used <= DASHBOARD_MAY_USE, modules_used - DASHBOARD_MAY_USE
+    assert "canary" not in {top(n) for n in imports_of(path)}
+
+
+@pytest.mark.parametrize("path", [p for p in ALL if name_of(p).startswith(("sample_app/", "hooks/"))], ids=name_of)
+def test_app_and_hooks_import_nothing_from_the_platform(path: Path) -> None:
+    assert not {top(n) for n in imports_of(path)} & set(PLATFORM)
+
+
+@pytest.mark.parametrize("sdk", sorted(SDK_OWNERS))
+def test_each_sdk_has_one_owner(sdk: str) -> None:
+    importers = {name_of(p) for p in ALL if sdk in {top(n) for n in imports_of(p)}}
+    assert importers <= {SDK_OWNERS[sdk]}, importers
+
+
+def _closure(start: Path) -> dict[str, set[str]]:
+    """Imports of `start` and of every module of its own package it pulls in."""
+    package = start.relative_to(ROOT).parts[0]
+    seen: dict[str, set[str]] = {}
+    todo = [start]
+    while todo:
+        path = todo.pop()
+        key = name_of(path)
+        if key in seen:
+            continue
+        seen[key] = imports_of(path)
+        for name in seen[key]:
+            if top(name) != package:
+                continue
+            candidate = ROOT / Path(*name.split("."))
+            for option in (candidate.with_suffix(".py"), candidate / "__init__.py"):
+                if option.is_file() and option.name != "__init__.py":
+                    todo.append(option)
+    return seen
+
+
+@pytest.mark.parametrize("core", ["deployer/pipeline.py", "canary/judge.py"])
+def test_pure_cores_do_no_io(core: str) -> None:
+    for module, names in _closure(ROOT / core).items():
+        own = module.split("/")[0]
+        outside = {top(n) for n in names} - {own, "__future__"}
+        assert not outside & IMPURE, f"{module} imports {outside & IMPURE}"
+        stdlib_ok = {"math", "dataclasses", "enum", "typing", "collections", "functools", "itertools", "statistics",
+                     "bisect", "operator", "abc", "re", "heapq"}
+        assert outside <= stdlib_ok | PURE_ALLOWED_THIRD_PARTY, f"{module} imports {outside - stdlib_ok}"
