@@ -8,6 +8,8 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_ARGS ?=
 PYTEST_ARGS ?=
+POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/postgres
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/13
 
 .PHONY: demo test test-fast services bench clean
 
@@ -23,7 +25,8 @@ services:
 	./scripts/ensure-services.sh
 
 test: $(STAMP) services
-	$(PY) -m pytest $(PYTEST_ARGS)
+	DEPLOYER_STRICT=1 SAMPLE_APP_TEST_POSTGRES_URL=$(POSTGRES_URL) DEPLOYER_TEST_POSTGRES_URL=$(POSTGRES_URL) \
+	DEPLOYER_TEST_REDIS_URL=$(REDIS_TEST_URL) $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)

@@ -1,0 +1,114 @@
+"""Prometheus metrics of one app host: request counts by route template, latency, process, build."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    generate_latest,
+)
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
+# Probes by the platform must not dilute or inflate the traffic the canary analysis judges.
+UNCOUNTED_ROUTES = frozenset({"/metrics", "/healthz", "/version"})
+# Paths that match no route share one label so scanners cannot blow up cardinality.
+UNMATCHED_ROUTE = "unmatched"
+CLIENT_CLOSED = 499
+
+
+class AppMetrics:
+    """The metric families of one app instance, in a registry of its own."""
+
+    def __init__(self, version: str) -> None:
+        """Create the registry, the process collectors and the app's metric families."""
+        # A registry per app (not the global one) lets tests build many apps in one process.
+        self.registry = CollectorRegistry()
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests handled, by route template, method and status code.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time to handle an HTTP request, by route template.",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "http_requests_in_flight",
+            "HTTP requests being handled right now.",
+            registry=self.registry,
+        )
+        self.info = Gauge("app_info", "Build of the running app.", ["version"], registry=self.registry)
+        self.info.labels(version=version).set(1)
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """Record one finished request."""
+        self.requests.labels(route=route, method=method, status=str(status)).inc()
+        self.duration.labels(route=route).observe(seconds)
+
+    def render(self) -> tuple[bytes, str]:
+        """Return the exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def route_template(scope: Scope) -> str:
+    """Return the template of the route that handled the request, e.g. /api/posts/{post_id}."""
+    # The router stores the matched route in the (shared) scope; its path is the template,
+    # never the raw path, so ids do not become label values.
+    route: Any = scope.get("route")
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else UNMATCHED_ROUTE
+
+
+class MetricsMiddleware:
+    """ASGI middleware that counts and times every request except the platform's probes."""
+
+    def __init__(self, app: ASGIApp, metrics: AppMetrics) -> None:
+        """Wrap app, recording into metrics."""
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one ASGI call, recording status and duration of HTTP requests."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        status: int | None = None
+        started = time.perf_counter()
+
+        async def send_and_capture_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = int(message["status"])
+            await send(message)
+
+        self.metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_and_capture_status)
+        except Exception:
+            # An unhandled exception becomes a 500 response in the outer error middleware,
+            # so it is counted as one here before it propagates there.
+            status = 500
+            raise
+        finally:
+            self.metrics.in_flight.dec()
+            route = route_template(scope)
+            if route not in UNCOUNTED_ROUTES:
+                # No status at all means the request was cancelled (client went away)
+                # before an answer: nginx's 499, not a server error.
+                final_status = CLIENT_CLOSED if status is None else status
+                self.metrics.observe(route, scope["method"], final_status, time.perf_counter() - started)

@@ -1,0 +1,92 @@
+"""The controller as a real process over a real repository and fleet: ship, stop, survive SIGKILL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from deployer.demo.scenario import BAD_CRASH, BAD_ERRORS, GOOD_COMMENT_PAGE, GOOD_IMAGE_CACHE, REVERT_CRASH
+from tests.pipeline_world import PipelineWorld
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[PipelineWorld]:
+    world = PipelineWorld(tmp_path)
+    try:
+        world.start_controller()
+        world.wait_for_fleet()
+        world.start_traffic()
+        yield world
+    finally:
+        world.close()
+
+
+def assert_fleet_on(world: PipelineWorld, sha: str) -> None:
+    assert set(world.fleet_versions().values()) == {sha}
+    for row in world.host_rows().values():
+        assert row["desired_version"] == row["observed_version"] == sha, row
+
+
+def test_ships_good_commits_and_stops_bad_ones(world: PipelineWorld) -> None:
+    good, = world.merge(GOOD_IMAGE_CACHE)
+    world.wait_settled()
+    assert world.deployment_of(good)["status"] == "succeeded"
+    assert_fleet_on(world, good)
+
+    crash, = world.merge(BAD_CRASH)
+    world.wait_settled()
+    detail = world.deployment_of(crash)
+    assert detail["status"] == "rolled_back"
+    assert any(e["event"] == "host_failed" for e in detail["events"])
+    assert_fleet_on(world, good)
+
+    revert, = world.merge(REVERT_CRASH)
+    world.wait_settled()
+    assert_fleet_on(world, revert)
+
+    spike, = world.merge(BAD_ERRORS)
+    world.wait_settled()
+    detail = world.deployment_of(spike)
+    assert detail["status"] == "rolled_back", detail["reason"]
+    assert any(v["result"] == "fail" for v in detail["verdicts"])
+    deployed_to = {e["data"]["host"] for e in detail["events"]
+                   if e["kind"] == "host_deployed" and e["data"]["version"] == spike}
+    assert deployed_to <= set(detail["canary_hosts"])
+    assert_fleet_on(world, revert)
+    commits = {c["sha"]: c["status"] for c in world.service.commits()}
+    assert (commits[good], commits[crash], commits[revert], commits[spike]) == ("shipped", "bad", "shipped", "bad")
+
+    stats = world.traffic.stats()
+    assert stats.balancer_errors == 0 and stats.transport_errors == 0, stats.to_dict()
+
+
+def test_survives_sigkill_mid_canary_and_mid_rollout(world: PipelineWorld) -> None:
+    old = world.seed_sha
+    first, = world.merge(GOOD_IMAGE_CACHE)
+    world.wait_for_state(first, "canary", "baking")
+    world.kill_controller()
+    hosts = world.host_rows()
+    # Every host runs a version the database knows: the one it wants or the one it had.
+    for name, version in world.fleet_versions().items():
+        assert version in (old, first) and version in (hosts[name]["desired_version"], hosts[name]["observed_version"])
+    world.start_controller()
+    world.wait_settled()
+    assert world.deployment_of(first)["status"] == "succeeded"
+    assert any(e["kind"] == "recovered" for e in world.deployment_of(first)["events"])
+    assert_fleet_on(world, first)
+
+    second, = world.merge(GOOD_COMMENT_PAGE)
+    world.wait_for_state(second, "rolling_out", "deploying", wave=2, timeout=180)
+    world.kill_controller()
+    for version in world.fleet_versions().values():
+        assert version in (first, second, None)  # None: a host caught between stop and start
+    world.start_controller()
+    world.wait_settled()
+    assert world.deployment_of(second)["status"] == "succeeded"
+    assert_fleet_on(world, second)
+    stats = world.traffic.stats()
+    assert stats.balancer_errors == 0 and stats.transport_errors == 0, stats.to_dict()
