@@ -6,6 +6,7 @@ Everything it starts is stopped by `close()`, which the fixtures call even when 
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -27,19 +28,20 @@ FAST_JUDGE = {"minimumEvidence": {"requests": 20, "intervals": 4}}
 
 
 def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free loopback ports."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count >= 65000:
-            continue
+    """The first of `count` consecutive free loopback ports.
+
+    Chosen below the kernel's ephemeral range (32768+): a port from there can be taken by
+    an outgoing connection while its host is down for a restart.
+    """
+    rng = random.Random()
+    for _ in range(500):
+        base = rng.randrange(20000, 32000 - count)
         sockets = []
         try:
             for port in range(base, base + count):
                 s = socket.socket()
-                s.bind(("127.0.0.1", port))
                 sockets.append(s)
+                s.bind(("127.0.0.1", port))
             return base
         except OSError:
             continue
