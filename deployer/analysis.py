@@ -65,8 +65,8 @@ class PrometheusFeed:
         """Prometheus scrapes on its own; nothing to do."""
 
     def samples(self, now: float) -> tuple[Samples, Samples]:
-        return self._source.samples(canary=self._canary, baseline=self._baseline, start=self._start,
-                                    end=self._wall(), step_s=self._interval)
+        return self._source.fetch(canary=self._canary, baseline=self._baseline, start=self._start,
+                                  end=self._wall(), step_s=self._interval)
 
 
 def _instance(host: Host) -> str:

@@ -163,7 +163,9 @@ class PipelineWorld:
             self.check_controller()
             if self.service.status(releases=1)["active"] is not None:
                 return False
-            return all(c["status"] in ("shipped", "bad", "blocked") for c in self.service.commits())
+            commits = {c["sha"]: c["status"] for c in self.service.commits()}
+            return set(self.shas.values()) <= set(commits) and \
+                all(status in ("shipped", "bad", "blocked") for status in commits.values())
         wait_until("the pipeline to settle", settled, timeout)
 
     def wait_for_state(self, sha: str, status: str, phase: str | None = None, *, wave: int | None = None,

@@ -45,10 +45,9 @@ FEED = "sample_app/routes/feed.py"
 POSTS = "sample_app/routes/posts.py"
 MAIN = "sample_app/__main__.py"
 FEED_DOC = '    """Return the newest posts by user and whom they follow, with like and comment counts."""\n'
-LIKE_ANCHOR = ('    """Like a post; liking twice is harmless."""\n'
+FEED_RETURN = "    return FeedPublic(user=viewer.username, posts=posts_public(session, posts))\n"
+POST_ANCHOR = ('    """Return one post with its like and comment counts."""\n'
                '    post = get_post_or_404(session, post_id)\n')
-COMMENT_ANCHOR = ('    """Comment on a post."""\n'
-                  '    post = get_post_or_404(session, post_id)\n')
 
 GOOD_IMAGE_CACHE = ScriptedCommit(
     "image-cache", "Let browsers cache post images for a week", "Ana Lima", "good", "ship",
@@ -73,10 +72,10 @@ BAD_CRASH = ScriptedCommit(
                 "service\n    logging.getLogger(__name__).info(\"feed ranker at %s\", ranker_url)\n")))
 REVERT_CRASH = ScriptedCommit("revert-crash", "", "Eli Novak", "revert", "ship", reverts="crash-on-start")
 BAD_ERRORS = ScriptedCommit(
-    "error-spike", "Move likes of recent posts to the new counter shard", "Fay Adeyemi", "error-spike", "stop",
-    edits=(Edit(POSTS, LIKE_ANCHOR, LIKE_ANCHOR
-                + "    if post.id % 2 == 0 and post.id > 40:  # recent posts live on the new shard\n"
-                  "        raise RuntimeError(\"like counter shard 'likes-2' is not reachable\")\n"),))
+    "error-spike", "Prefetch the next feed page for long feeds", "Fay Adeyemi", "error-spike", "stop",
+    edits=(Edit(FEED, FEED_RETURN, "    if len(posts) >= 20:  # long feed: warm the first post of the next page\n"
+                                   "        prefetch = posts[20]\n"
+                                   "        session.get(Post, prefetch.id)\n" + FEED_RETURN),))
 REVERT_ERRORS = ScriptedCommit("revert-error-spike", "", "Fay Adeyemi", "revert", "ship", reverts="error-spike")
 BAD_LATENCY = ScriptedCommit(
     "latency", "Wait for the ranking service before answering the feed", "Gus Moreau", "latency", "stop",
@@ -105,12 +104,12 @@ GOOD_BATCHED = ScriptedCommit(
     "caption-limit", "Accept captions up to 2,500 characters", "Ana Lima", "good", "ship",
     edits=(Edit(POSTS, "Form(max_length=2200)", "Form(max_length=2500)"),))
 BAD_BATCHED = ScriptedCommit(
-    "comment-errors", "Notify post authors of new comments", "Ben Okafor", "error-spike", "stop",
-    edits=(Edit(POSTS, COMMENT_ANCHOR, COMMENT_ANCHOR
-                + "    if post.id % 2 == 1 and post.id > 40:  # authors of recent posts get notified\n"
-                  "        raise RuntimeError(\"notification service refused the message\")\n"),))
-REVERT_BATCHED = ScriptedCommit("revert-comment-errors", "", "Ben Okafor", "revert", "ship",
-                                reverts="comment-errors")
+    "post-view-errors", "Count views of recent posts", "Ben Okafor", "error-spike", "stop",
+    edits=(Edit(POSTS, POST_ANCHOR, POST_ANCHOR
+                + "    if post.id > 40:  # recent posts: views go to the new counter service\n"
+                  "        raise RuntimeError(\"view counter service refused the update\")\n"),))
+REVERT_BATCHED = ScriptedCommit("revert-post-view-errors", "", "Ben Okafor", "revert", "ship",
+                                reverts="post-view-errors")
 GOOD_FINAL = ScriptedCommit(
     "readme", "Explain how to run the app locally", "Dana Cruz", "good", "ship",
     new_files={"README.md": "# Snapgram\n\nA small photo-sharing app: users, posts, likes, comments, follows.\n\n"
