@@ -101,7 +101,7 @@ class PipelineWorld:
     def start_controller(self) -> None:
         log = open(self.workspace.logs / "controller.log", "ab")  # noqa: SIM115 - the child owns it
         self.controller = subprocess.Popen(
-            [sys.executable, "-m", "deployer.cli", "-c", str(self.workspace.config), "run"],
+            [sys.executable, "-P", "-m", "deployer.cli", "-c", str(self.workspace.config), "run"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workspace.root)
         log.close()
 
@@ -174,7 +174,8 @@ class PipelineWorld:
             self.check_controller()
             active = self.service.status(releases=1)["active"]
             if active and active["version"] == sha and active["status"] == status and \
-                    (phase is None or active["phase"] == phase) and (wave is None or active["wave"] == wave):
+                    (phase is None or active["phase"] == phase) and \
+                    (wave is None or active["wave"] == (wave if wave >= 0 else active["waves"] + wave)):
                 return active
             return None
         return wait_until(f"{sha[:10]} to reach {status}/{phase}", reached, timeout, interval=0.05)

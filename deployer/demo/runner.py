@@ -101,8 +101,9 @@ class Demo:
         return workspace
 
     def spawn(self, workspace: ws_ops.Workspace, name: str, *args: str) -> None:
+        # -P: the workspace holds folders named like packages; never import from the working directory.
         log_file = open(workspace.logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
-        proc = subprocess.Popen([sys.executable, "-m", "deployer.cli", "-c", str(workspace.config), *args],
+        proc = subprocess.Popen([sys.executable, "-P", "-m", "deployer.cli", "-c", str(workspace.config), *args],
                                 stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True,
                                 cwd=workspace.root)
         log_file.close()

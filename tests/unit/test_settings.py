@@ -115,7 +115,7 @@ def test_percentages() -> None:
 
 def test_cli_prints_problems_without_a_traceback(tmp_path: Path) -> None:
     path = write(tmp_path, "source: {repository: r}\nrollout: {canary_bake: 5x}\n")
-    result = subprocess.run([sys.executable, "-m", "deployer.cli", "-c", str(path), "status"],
+    result = subprocess.run([sys.executable, "-P", "-m", "deployer.cli", "-c", str(path), "status"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert 'rollout.canary_bake: "5x" is not a duration' in result.stderr
