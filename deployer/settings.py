@@ -72,7 +72,7 @@ class DatabaseSettings(_Section):
 
 class PipelineSettings(_Section):
     max_batch: int = Field(3, ge=1, le=50)
-    test_command: str = "python -m pytest -q -x sample_app/tests"
+    test_command: str = "python -m pytest -q -x -p no:cacheprovider -m \"not integration\" sample_app/tests"
     test_timeout: Duration = 300.0
     keep_releases: int = Field(30, ge=2)
 

@@ -1,0 +1,203 @@
+"""The canary judge, PURE: samples in, a Verdict out (numpy/scipy only; no I/O, clock or randomness).
+
+Rules, in order (each verdict's ``reason`` names the one that decided):
+
+1. Sequential error test (anytime valid, any time): fail as soon as its e-value reaches 1/alpha.
+2. Source problems: never pass; final verdict inconclusive.
+3. Minimum evidence (requests per side, intervals): below it, keep watching; final inconclusive.
+4. Final call: >= 50% of metrics without data fails; a failing critical metric fails; then the
+   weighted score: >= pass passes, anything lower fails (below marginal, or marginal).
+   Each metric is classified by its rank test (canary.classify.classify_metric): high or low
+   only when the confidence interval of the shift lies beyond the allowed effect size.
+5. Interim call (``final=False``), looked at after every interval: the rank tests run at a
+   stricter, alpha-spending confidence (see canary.stats.look_alpha) so that looking often does
+   not inflate false fails; a failing critical metric or a score below marginal fails early.
+   An early pass needs every metric's interval inside its allowed band, no memory growth
+   beyond the allowance and errors shown not worse, at that same spent confidence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .classify import classify_metric, classify_trend, sequential_errors
+from .config_model import CanaryConfig
+from .exceptions import InvalidSamples
+from .samples import Samples
+from .stats import look_alpha
+from .verdict import Classification, MetricResult, Result, Verdict
+
+__all__ = ["judge", "replay"]
+
+
+def _evidence(config: CanaryConfig, baseline: Samples, canary: Samples, n: int) -> tuple[dict[str, float], str]:
+    """Return the amounts of evidence and, when they are too small, why."""
+    me = config.minimum_evidence
+    ev: dict[str, float] = {"intervals": float(n)}
+    short: list[str] = []
+    if n < me.intervals:
+        short.append(f"{n} intervals < {me.intervals}")
+    if me.requests > 0:
+        for role, s in (("baseline", baseline), ("canary", canary)):
+            values = s.get(me.series)
+            total = float(np.nansum(values)) if values else 0.0
+            ev[f"{role}_requests"] = total
+            if total < me.requests:
+                short.append(f"{role} {total:.0f} requests < {me.requests}")
+    return ev, "; ".join(short)
+
+
+def _score(config: CanaryConfig, rows: list[MetricResult]) -> float | None:
+    """Return the weighted score: per group, passes over counted metrics; groups without data drop out."""
+    total = weight_sum = 0.0
+    for group, weight in config.classifier.group_weights.items():
+        counted = [r for r in rows if r.group == group and r.counted and r.classification is not Classification.NODATA]
+        if not counted or weight <= 0:
+            continue
+        passes = sum(r.classification is Classification.PASS for r in counted)
+        total += weight * 100.0 * passes / len(counted)
+        weight_sum += weight
+    return total / weight_sum if weight_sum > 0 else None
+
+
+def _score_class(config: CanaryConfig, score: float | None) -> str | None:
+    """Classify the score against the pass and marginal thresholds."""
+    if score is None:
+        return None
+    if score >= config.classifier.pass_score:
+        return "pass"
+    return "marginal" if score >= config.classifier.marginal_score else "fail"
+
+
+def _failing(rows: list[MetricResult]) -> str:
+    """Name the failing metrics for a reason line."""
+    return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed)
+
+
+def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bool) -> Verdict:
+    """Judge canary against baseline on the intervals collected so far.
+
+    With ``final=False`` (during the bake) the result is FAIL as soon as a decisive rule says
+    so, PASS only when an early pass is justified, otherwise CONTINUE. With ``final=True`` it
+    is PASS, FAIL or INCONCLUSIVE.
+    """
+    if baseline.interval_s != canary.interval_s:
+        raise InvalidSamples("interval_s", f"baseline has {baseline.interval_s}s intervals but canary has "
+                             f"{canary.interval_s}s; collect both at the same interval")
+    warm = math.ceil(config.warmup_s / canary.interval_s - 1e-9)
+    n = max(min(len(baseline), len(canary)) - warm, 0)
+    b = baseline.tail(warm).head(n)
+    c = canary.tail(warm).head(n)
+    problems = [f"baseline: {p}" for p in baseline.problems] + [f"canary: {p}" for p in canary.problems]
+    alpha = 1.0 - config.confidence
+    k0 = config.minimum_evidence.intervals
+    spent = alpha if final else look_alpha(alpha, n, k0)
+    conf = 1.0 - spent
+
+    rows: list[MetricResult] = []
+    inside: list[bool] = []
+    seq_metric = (config.sequential.errors, config.sequential.requests) if config.sequential.enabled else None
+    error_allowance = 1.0
+    for m in config.metrics:
+        row, ok = classify_metric(m, b, c, conf)
+        rows.append(row)
+        if m.ratio == seq_metric:
+            error_allowance = m.effect_size.allowed_increase  # errors are judged by their e-process below
+        else:
+            inside.append(ok and row.classification is not Classification.NODATA)
+    nodata = sum(r.classification is Classification.NODATA for r in rows)
+    if config.memory_trend.enabled:
+        trow, ok = classify_trend(config.memory_trend, b, c, conf)
+        rows.append(trow)
+        inside.append(ok and trow.classification is not Classification.NODATA)
+    seq = None
+    if config.sequential.enabled:
+        group = next((m.group for m in config.metrics if m.ratio == seq_metric), config.metrics[0].group)
+        seq = sequential_errors(config.sequential, error_allowance, b, c, alpha, group)
+        if seq is not None:
+            rows.append(seq.result)
+    score = _score(config, rows)
+    verdict = Verdict(Result.CONTINUE, score, "", rows, None, _score_class(config, score), n, final)
+    verdict.evidence, short = _evidence(config, b, c, n)
+
+    def decide(result: Result, reason: str, at: int | None = None) -> Verdict:
+        verdict.result, verdict.reason = result, reason
+        verdict.decided_at = None if at is None else at + warm
+        return verdict
+
+    if seq is not None and seq.crossed_at is not None:
+        e = seq.result.explanation.e_value or 0.0
+        return decide(Result.FAIL, f"sequential error test: e-value {e:.3g} >= {1 / config.sequential.alpha:.3g} "
+                      f"({seq.result.explanation.note.split(';')[0]})", seq.crossed_at)
+    if final and problems:
+        return decide(Result.INCONCLUSIVE, "metrics source problems: " + "; ".join(problems))
+    if short:
+        return decide(Result.INCONCLUSIVE if final else Result.CONTINUE, f"too little evidence: {short}")
+    critical = [r for r in rows if r.critical and r.failed]
+    if final:
+        if nodata * 2 >= len(config.metrics):
+            return decide(Result.FAIL, f"{nodata} of {len(config.metrics)} metrics have no data (>= 50%)")
+        if critical:
+            return decide(Result.FAIL, f"critical metric failed: {_failing(critical)}")
+        if score is None:
+            return decide(Result.INCONCLUSIVE, "no metric has data to score")
+        if score >= config.classifier.pass_score:
+            return decide(Result.PASS, f"score {score:.1f} >= pass {config.classifier.pass_score:g}")
+        return decide(Result.FAIL, f"score {score:.1f} < pass {config.classifier.pass_score:g} "
+                      f"({verdict.score_class}): {_failing(rows)}")
+    at = n - 1
+    if critical:
+        return decide(Result.FAIL, f"critical metric failed at {conf:.4%} confidence: {_failing(critical)}", at)
+    if score is not None and score < config.classifier.marginal_score:
+        return decide(Result.FAIL, f"score {score:.1f} < marginal {config.classifier.marginal_score:g} at "
+                      f"{conf:.4%} confidence: {_failing(rows)}", at)
+    errors_ok = not config.sequential.enabled or (seq is not None and seq.shown_not_worse)
+    if config.early_pass and not problems and not nodata and all(inside) and errors_ok:
+        return decide(Result.PASS, f"early pass: every metric shown within its allowance at {conf:.4%} "
+                      f"confidence, errors shown not worse", at)
+    return decide(Result.CONTINUE, "keep watching: no decisive evidence yet")
+
+
+def _first_look_that_can_decide(config: CanaryConfig, baseline: Samples, canary: Samples) -> int:
+    """Return the smallest prefix length at which an interim judgement could be anything but CONTINUE.
+
+    Before the minimum evidence is reached only the sequential test can decide, and its
+    e-process is cumulative, so its first crossing on the whole window is its first crossing
+    on every prefix. Skipping the looks before that changes no result, only the replay's cost.
+    """
+    warm = math.ceil(config.warmup_s / canary.interval_s - 1e-9)
+    n = min(len(baseline), len(canary))
+    me = config.minimum_evidence
+    start = warm + me.intervals
+    if me.requests > 0:
+        b, c = baseline.get(me.series), canary.get(me.series)
+        if b is None or c is None:
+            start = n
+        else:
+            cb = np.nancumsum(np.asarray(b[warm:n], dtype=float))
+            cc = np.nancumsum(np.asarray(c[warm:n], dtype=float))
+            enough = np.nonzero((cb >= me.requests) & (cc >= me.requests))[0]
+            start = max(start, warm + int(enough[0]) + 1) if len(enough) else n
+    seq = config.sequential
+    if seq.enabled:
+        tb, tc = baseline.tail(warm).head(n - warm), canary.tail(warm).head(n - warm)
+        outcome = sequential_errors(seq, 1.0, tb, tc, 1.0 - config.confidence, "")
+        if outcome is not None and outcome.crossed_at is not None:
+            start = min(start, warm + outcome.crossed_at + 1)
+    return max(start, 1)
+
+
+def replay(config: CanaryConfig, baseline: Samples, canary: Samples) -> Verdict:
+    """Replay a recorded window interval by interval; return the first decisive verdict, else the final one.
+
+    This is what the controller's watch would have decided on this data: ``decided_at`` is the
+    interval index of an early decision, None when the whole window was needed.
+    """
+    n = min(len(baseline), len(canary))
+    for k in range(_first_look_that_can_decide(config, baseline, canary), n):
+        v = judge(config, baseline.head(k), canary.head(k), final=False)
+        if v.decided:
+            return v
+    return judge(config, baseline.head(n), canary.head(n), final=True)
