@@ -86,6 +86,7 @@ class AnalysisWindow:
         self.end = start + bake_s
         self._next = start
         self.intervals = 0
+        self.troubled = False
         self.last: Verdict | None = None
 
     def due(self, now: float) -> bool:
@@ -107,6 +108,7 @@ class AnalysisWindow:
         self._next = max(self._next + self.interval_s, now + self.interval_s / 2)
         baseline, canary = self.feed.samples(now)
         self.intervals = len(canary)
+        self.troubled = bool(baseline.problems or canary.problems)
         final = now >= self.end
         if first and not final:
             return None

@@ -197,6 +197,7 @@ class Controller:
                                  state.restart_generation))
         if not work:
             return []
+        work.sort(key=lambda item: not item[2])  # requested restarts (the baseline) start first
         width = max(1, min(len(work), parallel or self.settings.fleet.max_parallel))
         with ThreadPoolExecutor(max_workers=width, thread_name_prefix="deploy") as pool:
             outcomes = list(pool.map(lambda item: self._replace_host(*item), work))
@@ -317,18 +318,25 @@ class Controller:
     def _deploy_wave(self, deployment: Deployment) -> None:
         assert deployment.id is not None
         parallel = None
-        if deployment.wave == 0:
-            # Canary and baseline restart at the same moment, as a fair comparison needs.
-            parallel = max(self.settings.fleet.max_parallel,
-                           len(deployment.canary_hosts) + len(deployment.baseline_hosts))
+        if deployment.wave < deployment.waves - 1:
+            # The wave's new hosts and the baseline restart at the same moment, as a fair
+            # comparison needs (fresh processes are slower than warm ones).
+            added = len(self._wave_hosts(deployment, deployment.wave))
+            parallel = max(self.settings.fleet.max_parallel, added + len(deployment.baseline_hosts))
         failures = self._converge(list(self._hosts), parallel=parallel)
         if failures:
             self._advance(deployment.id, Event.HOST_FAILED, "; ".join(failures))
             return
-        wave_hosts = deployment.host_order[: deployment.wave_plan[deployment.wave]]
+        on_new = deployment.host_order[: deployment.wave_plan[deployment.wave]]
         self._advance(deployment.id, Event.WAVE_DEPLOYED,
-                      f"wave {deployment.wave}: {len(wave_hosts)}/{len(self._hosts)} hosts on "
-                      f"{deployment.version[:12]}", data={"hosts": wave_hosts})
+                      f"wave {deployment.wave}: {len(on_new)}/{len(self._hosts)} hosts on "
+                      f"{deployment.version[:12]}", data={"hosts": on_new})
+
+    @staticmethod
+    def _wave_hosts(deployment: Deployment, wave: int) -> list[str]:
+        """The hosts a wave adds to the new version (wave 0: the canary hosts)."""
+        start = deployment.wave_plan[wave - 1] if wave > 0 else 0
+        return deployment.host_order[start: deployment.wave_plan[wave]]
 
     def _analyse(self, deployment: Deployment) -> None:
         assert deployment.id is not None
@@ -405,8 +413,12 @@ class Controller:
             elif isinstance(effect, StartBake):
                 self._start_bake(deployment_id, effect.wave)
             elif isinstance(effect, ExtendBake):
-                if self._bake and self._bake.window:
-                    self._bake.window.extend(self._bake_seconds(effect.wave))
+                window = self._bake.window if self._bake else None
+                if window is not None and not window.troubled:
+                    window.extend(self._bake_seconds(effect.wave))
+                else:
+                    # Samples with a source problem can never pass: start over on fresh ones.
+                    self._start_bake(deployment_id, effect.wave)
             elif isinstance(effect, RollBack):
                 self._bake = None
                 self._set_rollback_targets(deployment_id)
@@ -439,7 +451,7 @@ class Controller:
                 state.role = HostRole.CANARY if name in deployment.canary_hosts else HostRole.WAVE
                 state.deployment_id = deployment_id
                 session.add(state)
-            if wave == 0:
+            if wave < deployment.waves - 1:
                 for name in deployment.baseline_hosts:
                     state = store.host_state(session, name=name)
                     state.desired_version = deployment.previous_version
@@ -468,7 +480,8 @@ class Controller:
     def _start_bake(self, deployment_id: int, wave: int) -> None:
         with store.session_scope(self.engine) as session:
             deployment = store.get_deployment(session, deployment_id=deployment_id)
-            new_hosts = deployment.host_order[: deployment.wave_plan[wave]]
+            # Judge the hosts this wave added against the baseline restarted beside them.
+            new_hosts = self._wave_hosts(deployment, wave)
             baseline = list(deployment.baseline_hosts)
             seconds = self._bake_seconds(wave)
             deployment.bake_started_at = utcnow()

@@ -129,8 +129,8 @@ STEPS: list[list[ScriptedCommit]] = [
     [BAD_CPU],
     [REVERT_CPU],
     [BAD_LEAK],
-    [REVERT_LEAK],
-    [GOOD_BATCHED, BAD_BATCHED],
+    # Three at once, one of them bad: the release fails and the culprit search finds which.
+    [REVERT_LEAK, GOOD_BATCHED, BAD_BATCHED],
     [REVERT_BATCHED, GOOD_FINAL],
 ]
 
