@@ -16,18 +16,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from canary.verdict import Result
-from deployer import batching, store
+from deployer import releases, store
 from deployer.analysis import AnalysisWindow, WindowFactory
 from deployer.builder import ReleaseBuilder
-from deployer.exceptions import DeployerError, HostFailed, InvalidTransition
-from deployer.fleet.base import Artifact, Fleet, Host
+from deployer.exceptions import DeployerError, InvalidTransition
+from deployer.fleet.base import Fleet
 from deployer.jobs import JobContext, build_job, run_tests_job
 from deployer.model import (
     Command,
@@ -56,10 +56,9 @@ from deployer.pipeline import (
     StartBake,
     Status,
     entry_effects,
-    plan_waves,
-    rollout_order,
 )
 from deployer.queue import TaskQueue
+from deployer.reconcile import Reconciler
 from deployer.settings import Settings
 from deployer.source import GitSource
 
@@ -93,6 +92,7 @@ class Controller:
             workdir=str(settings.workdir_path), test_command=settings.pipeline.test_command,
             test_timeout_s=settings.pipeline.test_timeout)
         self._hosts = {h.name: h for h in fleet.hosts()}
+        self.hosts = Reconciler(engine=engine, fleet=fleet, max_parallel=settings.fleet.max_parallel)
         self._bake: _Bake | None = None
         self._poll_now = True
         self._last_poll = float("-inf")
@@ -127,7 +127,7 @@ class Controller:
                 state.address = host.address
         if not bootstrapped:
             self._bootstrap()
-        self._observe_all()
+        self.hosts.observe_all()
         with store.session_scope(self.engine) as session:
             deployment = store.active_deployment(session)
             if deployment is None:
@@ -153,7 +153,7 @@ class Controller:
                 state = store.host_state(session, name=name)
                 state.desired_version, state.desired_artifact, state.role = head, artifact.location, HostRole.IDLE
                 session.add(state)
-        failures = self._converge(list(self._hosts))
+        failures = self.hosts.converge(list(self._hosts))
         if failures:
             raise DeployerError(f"bootstrap failed: {'; '.join(failures)}")
         with store.session_scope(self.engine) as session:
@@ -170,66 +170,6 @@ class Controller:
             session.add(commit)
             store.audit(session, kind="bootstrap", release_id=release.id,
                         message=f"fleet of {len(self._hosts)} hosts started on {head[:12]} ({info.title})")
-
-    def _observe_all(self) -> None:
-        """Probe every host and record what it says it runs."""
-        statuses = {name: self.fleet.probe(host) for name, host in self._hosts.items()}
-        with store.session_scope(self.engine) as session:
-            for name, status in statuses.items():
-                state = store.host_state(session, name=name)
-                state.observed_version = status.version if status.running else None
-                state.healthy = status.healthy
-                state.detail = status.detail
-                state.updated_at = utcnow()
-                session.add(state)
-
-    def _converge(self, names: list[str], *, parallel: int | None = None) -> list[str]:
-        """Make each named host run its desired version; returns failure descriptions."""
-        with store.session_scope(self.engine) as session:
-            work = []
-            for name in names:
-                state = store.host_state(session, name=name)
-                if state.desired_version is None or state.desired_artifact is None:
-                    continue
-                restart = state.restart_generation > state.restarted_generation
-                if restart or state.observed_version != state.desired_version or not state.healthy:
-                    work.append((name, Artifact(state.desired_version, state.desired_artifact), restart,
-                                 state.restart_generation))
-        if not work:
-            return []
-        work.sort(key=lambda item: not item[2])  # requested restarts (the baseline) start first
-        width = max(1, min(len(work), parallel or self.settings.fleet.max_parallel))
-        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="deploy") as pool:
-            outcomes = list(pool.map(lambda item: self._replace_host(*item), work))
-        return [failure for failure in outcomes if failure]
-
-    def _replace_host(self, name: str, artifact: Artifact, restart: bool, generation: int) -> str | None:
-        host = self._hosts[name]
-        try:
-            result = (self.fleet.restart if restart else self.fleet.deploy)(host, artifact)
-        except HostFailed as exc:
-            probe = self.fleet.probe(host)
-            with store.session_scope(self.engine) as session:
-                state = store.host_state(session, name=name)
-                state.observed_version = probe.version if probe.running else None
-                state.healthy, state.detail, state.updated_at = probe.healthy, exc.reason[-500:], utcnow()
-                session.add(state)
-                store.audit(session, kind="host_failed", deployment_id=state.deployment_id,
-                            message=f"{name} did not come up on {artifact.version[:12]}: {exc.reason[-300:]}",
-                            data={"host": name, "version": artifact.version})
-            return f"{name}: {exc.reason.splitlines()[0] if exc.reason else 'unhealthy'}"
-        with store.session_scope(self.engine) as session:
-            state = store.host_state(session, name=name)
-            state.observed_version, state.healthy, state.detail = artifact.version, True, ""
-            state.restarted_generation = max(state.restarted_generation, generation)
-            state.updated_at = utcnow()
-            session.add(state)
-            if result.changed:
-                store.audit(session, kind="host_deployed", deployment_id=state.deployment_id,
-                            message=f"{name} runs {artifact.version[:12]} ({result.total_s:.1f}s)",
-                            data={"host": name, "version": artifact.version, "drain_s": result.drain_s,
-                                  "stop_s": result.stop_s, "start_s": result.start_s, "health_s": result.health_s})
-        return None
 
     # --- operator commands -----------------------------------------------------------------
 
@@ -262,6 +202,7 @@ class Controller:
                             deployment.aborted = True
                         effects = store.apply_event(session, deployment=deployment, event=event, actor=fresh.actor,
                                                     reason=reason)
+                        self._settle_if_finished(session, deployment, effects)
                         fresh.outcome = "done"
                         deployment_id = deployment.id
                     except InvalidTransition as exc:
@@ -323,7 +264,7 @@ class Controller:
             # comparison needs (fresh processes are slower than warm ones).
             added = len(self._wave_hosts(deployment, deployment.wave))
             parallel = max(self.settings.fleet.max_parallel, added + len(deployment.baseline_hosts))
-        failures = self._converge(list(self._hosts), parallel=parallel)
+        failures = self.hosts.converge(list(self._hosts), parallel=parallel)
         if failures:
             self._advance(deployment.id, Event.HOST_FAILED, "; ".join(failures))
             return
@@ -373,7 +314,7 @@ class Controller:
         assert deployment.id is not None
         if self.clock() < self._rollback_retry_at:
             return
-        failures = self._converge(list(self._hosts), parallel=len(self._hosts))
+        failures = self.hosts.converge(list(self._hosts), parallel=len(self._hosts))
         if failures:
             self._rollback_retry_at = self.clock() + 2.0
             self._advance(deployment.id, Event.HOST_FAILED, "rollback: " + "; ".join(failures))
@@ -387,8 +328,8 @@ class Controller:
         if now - self._last_idle_reconcile < IDLE_RECONCILE_S:
             return
         self._last_idle_reconcile = now
-        self._observe_all()
-        failures = self._converge(list(self._hosts))
+        self.hosts.observe_all()
+        failures = self.hosts.converge(list(self._hosts))
         if failures:
             log.warning("hosts could not be restored: %s", "; ".join(failures))
 
@@ -399,6 +340,7 @@ class Controller:
         with store.session_scope(self.engine) as session:
             deployment = store.get_deployment(session, deployment_id=deployment_id)
             effects = store.apply_event(session, deployment=deployment, event=event, reason=reason, data=data)
+            self._settle_if_finished(session, deployment, effects)
         log.info("deployment %s: %s -> %s %s", deployment_id, event.value, deployment.status.value, reason)
         self._carry_out(deployment_id, effects)
 
@@ -424,7 +366,7 @@ class Controller:
                 self._set_rollback_targets(deployment_id)
             elif isinstance(effect, Finish):
                 self._bake = None
-                self._finish(deployment_id, effect.status)
+                self._prune_releases()
             elif isinstance(effect, AwaitOperator):
                 self._bake = None
                 with store.session_scope(self.engine) as session:
@@ -495,27 +437,14 @@ class Controller:
                                   bake_s=seconds, now=self.clock())
         self._bake = _Bake(deployment_id, wave, window)
 
-    def _finish(self, deployment_id: int, status: Status) -> None:
+    def _settle_if_finished(self, session: Session, deployment: Deployment, effects: list[Effect]) -> None:
+        for effect in effects:
+            if isinstance(effect, Finish):
+                releases.settle(session, deployment=deployment, status=effect.status)
+
+    def _prune_releases(self) -> None:
+        """Delete release directories no host wants and no recent release names."""
         with store.session_scope(self.engine) as session:
-            deployment = store.get_deployment(session, deployment_id=deployment_id)
-            release = store.get_release(session, release_id=deployment.release_id)
-            commits = store.branch_commits(session)
-            plan = batching.ReleasePlan(release.kind, release.sha, tuple(release.commit_shas))
-            rows = [batching.CommitRow(c.sha, c.status) for c in commits]
-            changes = batching.settle(rows, plan, succeeded=status is Status.SUCCEEDED,
-                                      blame=not deployment.aborted)
-            by_sha = {c.sha: c for c in commits}
-            for sha, new_status in changes.items():
-                by_sha[sha].status = new_status
-                session.add(by_sha[sha])
-            for state in store.host_states(session):
-                if state.deployment_id == deployment_id:
-                    state.role = HostRole.IDLE
-                    session.add(state)
-            bad = [sha[:12] for sha, s in changes.items() if s is CommitStatus.BAD]
-            store.audit(session, kind="release_finished", deployment_id=deployment_id, release_id=release.id,
-                        message=f"release {release.id} {status.value}" + (f"; culprit {', '.join(bad)}" if bad else ""),
-                        data={"status": status.value, "commits": {k: v.value for k, v in changes.items()}})
             keep = {s.desired_version for s in store.host_states(session) if s.desired_version}
             keep |= {r.sha for r in store.recent_releases(session, limit=self.settings.pipeline.keep_releases)}
         self.builder.prune(keep)
@@ -544,36 +473,7 @@ class Controller:
         with store.session_scope(self.engine) as session:
             if store.active_deployment(session) is not None or store.get_lock(session) is not None:
                 return
-            commits = store.branch_commits(session)
-            plan = batching.plan_next_release([batching.CommitRow(c.sha, c.status) for c in commits],
-                                              self.settings.pipeline.max_batch)
-            if plan is None:
-                return
-            current = store.last_good_release(session)
-            assert current is not None, "the controller bootstraps before it releases"
-            names = list(self._hosts)
-            canary, baseline, order = rollout_order(names, self.settings.rollout.canary_hosts)
-            wave_plan = plan_waves(len(names), self.settings.rollout.canary_hosts, self.settings.rollout.waves)
-            release = Release(sha=plan.sha, kind=plan.kind, previous_sha=current.sha,
-                              commit_shas=list(plan.commit_shas))
-            session.add(release)
-            session.flush()
-            deployment = Deployment(
-                release_id=release.id, version=plan.sha, previous_version=current.sha,
-                previous_artifact=current.artifact, waves=len(wave_plan), wave_plan=wave_plan, host_order=order,
-                canary_hosts=canary, baseline_hosts=baseline,
-                max_extensions=self.settings.rollout.max_extensions)
-            session.add(deployment)
-            for commit in store.commits_of(session, shas=plan.commit_shas):
-                commit.release_id = release.id
-                session.add(commit)
-            session.flush()
-            titles = {c.sha: (c.message.strip().splitlines() or [""])[0] for c in commits}
-            store.audit(session, kind="release_created", deployment_id=deployment.id, release_id=release.id,
-                        message=f"release {release.id} ({plan.kind.value}) of {len(plan.commit_shas)} commit(s) "
-                                f"at {plan.sha[:12]}: " + "; ".join(titles[s] for s in plan.commit_shas),
-                        data={"sha": plan.sha, "commits": list(plan.commit_shas)})
-
+            releases.start_next(session, settings=self.settings, host_names=list(self._hosts))
 
 def _last_lines(text: str, count: int) -> str:
     return "\n".join(text.strip().splitlines()[-count:])

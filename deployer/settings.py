@@ -281,7 +281,7 @@ def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | N
         file = Path(path)
         source = str(path)
         if not file.is_file():
-            raise ConfigError([f"no such file; pass the path of a config.yaml (e.g. --config config.yaml)"],
+            raise ConfigError(["no such file; pass the path of a config.yaml (e.g. --config config.yaml)"],
                               source=source)
         try:
             loaded = yaml.safe_load(file.read_text())

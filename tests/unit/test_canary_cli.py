@@ -108,3 +108,15 @@ def test_runs_as_a_module(files: dict[str, Path]) -> None:
     bad = subprocess.run([sys.executable, "-m", "canary.cli", "--baseline", "/nonexistent.json", "--canary", "x"],
                          cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
+
+
+def test_deployer_analyze_is_wired(files: dict[str, Path]) -> None:
+    deployer = Path(sys.executable).parent / "deployer"
+    command = [str(deployer)] if deployer.exists() else [sys.executable, "-P", "-m", "deployer.cli"]
+    done = subprocess.run([*command, "analyze", "--baseline", str(files["base"]), "--canary", str(files["good"]),
+                           "--json"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "pass"
+    failing = subprocess.run([*command, "analyze", "--baseline", str(files["base"]), "--canary", str(files["bad"])],
+                             capture_output=True, text=True, timeout=60)
+    assert failing.returncode == 1
