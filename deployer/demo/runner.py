@@ -49,6 +49,9 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "fleet.hosts": args.hosts,
         "rollout.canary_bake": args.canary_bake,
         "rollout.wave_bake": args.wave_bake,
+        "rollout.warmup": "2s",
+        # The last wave replaces four hosts; three at a time keeps it to two rounds.
+        "fleet.max_parallel": 3,
     }
     if args.base_port:
         overrides["fleet.base_port"] = args.base_port

@@ -90,3 +90,41 @@ def test_survives_sigkill_mid_canary_and_mid_rollout(world: PipelineWorld) -> No
     assert_fleet_on(world, second)
     stats = world.traffic.stats()
     assert stats.balancer_errors == 0 and stats.transport_errors == 0, stats.to_dict()
+
+
+@pytest.fixture
+def blind_world(tmp_path: Path) -> Iterator[PipelineWorld]:
+    """A pipeline whose metrics source (Prometheus) is down."""
+    from tests.pipeline_world import free_port_block
+
+    world = PipelineWorld(tmp_path, overrides={
+        "analysis.source": "prometheus", "analysis.prometheus_url": f"http://127.0.0.1:{free_port_block(1)}",
+        "rollout.canary_bake": "3s", "rollout.max_extensions": 1})
+    try:
+        world.start_controller()
+        world.wait_for_fleet()
+        world.start_traffic(rate=20)
+        yield world
+    finally:
+        world.close()
+
+
+def test_a_blind_canary_is_never_promoted_and_waits_for_a_human(blind_world: PipelineWorld) -> None:
+    from deployer.model import CommandKind
+
+    world = blind_world
+    sha, = world.merge(GOOD_IMAGE_CACHE)
+    paused = world.wait_for_state(sha, "paused", timeout=120)
+    detail = world.deployment_of(sha)
+    verdicts = [v["result"] for v in detail["verdicts"]]
+    assert verdicts == ["inconclusive", "inconclusive"], verdicts
+    assert "metrics source problems" in detail["verdicts"][-1]["reason"]
+    assert set(world.fleet_versions().values()) == {world.seed_sha, sha}  # only the canary runs it
+    assert paused["canary_hosts"] == ["host-0"]
+    # A release manager decides: abort. Everything goes back.
+    world.service.command(CommandKind.ABORT, actor="ana", reason="no metrics")
+    world.wait_settled()
+    assert world.deployment_of(sha)["status"] == "rolled_back"
+    assert set(world.fleet_versions().values()) == {world.seed_sha}
+    commits = {c["sha"]: c["status"] for c in world.service.commits()}
+    assert commits[sha] == "blocked"  # an abort blames nobody; the commit waits for a newer one
