@@ -27,28 +27,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from deployer.demo import workspace as ws_ops  # noqa: E402
 from deployer.demo.scenario import ScriptedCommit  # noqa: E402
+from deployer.fleet.procs import free_port_block  # noqa: E402
 from deployer.runtime import build_controller, build_runtime  # noqa: E402
 from deployer.service import DeployService  # noqa: E402
 from deployer.settings import load_settings  # noqa: E402
-
-
-def free_base_port(count: int) -> int:
-    import socket
-
-    for base in range(21000, 32000 - count, 97):
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no free ports")
 
 
 def change(number: int) -> ScriptedCommit:
@@ -98,7 +80,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
         root = Path(tmp)
-        base = free_base_port(args.hosts + 1)
+        base = free_port_block(args.hosts + 1)
         workspace = ws_ops.create(root / "ws", base_config={}, overrides={
             "source.repository": str(root / "ws" / "app.git"), "workdir": str(root / "ws" / "deployer"),
             "source.poll_interval": "200ms", "pipeline.test_command": "true",

@@ -6,9 +6,7 @@ Everything it starts is stopped by `close()`, which the fixtures call even when 
 from __future__ import annotations
 
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -19,36 +17,13 @@ from typing import Any
 from deployer.demo import workspace as ws_ops
 from deployer.demo.scenario import ScriptedCommit
 from deployer.demo.seed import seed_content
+from deployer.fleet.procs import free_port_block
 from deployer.runtime import build_engine, build_fleet
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
 from deployer.traffic import TrafficGenerator
 
 FAST_JUDGE = {"minimumEvidence": {"requests": 20, "intervals": 4}}
-
-
-def free_port_block(count: int) -> int:
-    """The first of `count` consecutive free loopback ports.
-
-    Chosen below the kernel's ephemeral range (32768+): a port from there can be taken by
-    an outgoing connection while its host is down for a restart.
-    """
-    rng = random.Random()
-    for _ in range(500):
-        base = rng.randrange(20000, 32000 - count)
-        sockets = []
-        try:
-            for port in range(base, base + count):
-                s = socket.socket()
-                sockets.append(s)
-                s.bind(("127.0.0.1", port))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise RuntimeError("no block of free ports")
 
 
 def wait_until(what: str, predicate: Callable[[], Any], timeout: float, *, interval: float = 0.2,

@@ -49,9 +49,10 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "fleet.hosts": args.hosts,
         "rollout.canary_bake": args.canary_bake,
         "rollout.wave_bake": args.wave_bake,
-        "rollout.warmup": "2s",
-        # The last wave replaces four hosts; three at a time keeps it to two rounds.
-        "fleet.max_parallel": 3,
+        # Canary and baseline restart together, so both are equally cold: a short warm-up is fair.
+        "rollout.warmup": "1s",
+        # The last wave replaces four hosts at once; the other two carry the traffic meanwhile.
+        "fleet.max_parallel": 4,
     }
     if args.base_port:
         overrides["fleet.base_port"] = args.base_port

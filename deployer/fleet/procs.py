@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -247,3 +248,18 @@ def log_tail(path: Path, offset: int = 0, lines: int = 20) -> str:
     except OSError:
         return ""
     return "\n".join(data.decode(errors="replace").splitlines()[-lines:])
+
+
+def free_port_block(count: int, host: str = "127.0.0.1") -> int:
+    """A base port such that base..base+count-1 are all free, below the ephemeral range.
+
+    Not port 0's answer: that is an ephemeral port, which an outgoing connection (a
+    balancer's health checks make many) can take while a host is down for a restart.
+    """
+    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    rng = random.Random()
+    for _ in range(200):
+        base = rng.randrange(max(1024, ephemeral_low - 12000), ephemeral_low - count)
+        if all(port_is_free(host, base + i) for i in range(count)):
+            return base
+    raise RuntimeError(f"no block of {count} free ports")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import random
-import shutil
 import signal
 import sqlite3
 import threading
@@ -24,47 +22,12 @@ from deployer.fleet.balancer_client import BalancerClient, BalancerError
 from deployer.fleet.base import Artifact
 from deployer.fleet.local import LocalFleet
 
+from tests.fleet_support import free_port_block, make_release, processes_under
+
 pytestmark = pytest.mark.integration
 
-REPO = Path(__file__).resolve().parents[2]
 SHA_A = "a" * 40
 SHA_B = "b" * 40
-
-
-def make_release(root: Path, sha: str) -> Artifact:
-    """Copy the real sample_app into root/releases/<sha> with its REVISION."""
-    dest = root / "releases" / sha
-    shutil.copytree(REPO / "sample_app", dest / "sample_app", ignore=shutil.ignore_patterns("__pycache__"))
-    (dest / "REVISION").write_text(sha + "\n")
-    return Artifact(sha, str(dest))
-
-
-def free_port_block(n: int) -> int:
-    """A base port such that base..base+n-1 are all free, below the ephemeral range.
-
-    Not port 0's answer: that is an ephemeral port, which an outgoing connection (the
-    balancer's health checks make many) can take while a host is down for a restart.
-    """
-    ephemeral_low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-    for _ in range(200):
-        base = random.randrange(max(1024, ephemeral_low - 12000), ephemeral_low - n)
-        if all(procs.port_is_free("127.0.0.1", base + i) for i in range(n)):
-            return base
-    raise RuntimeError(f"no block of {n} free ports")
-
-
-def processes_under(root: Path) -> list[int]:
-    """Live processes whose working directory is inside root: everything a test started."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                cwd = os.readlink(entry / "cwd")
-            except OSError:
-                continue
-            if cwd == str(root) or cwd.startswith(str(root) + os.sep):
-                found.append(int(entry.name))
-    return found
 
 
 @dataclass

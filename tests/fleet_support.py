@@ -1,0 +1,42 @@
+"""Helpers shared by the fleet and balancer tests: real release directories, leftover processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from deployer.fleet.base import Artifact
+from deployer.fleet.procs import free_port_block
+
+REPO = Path(__file__).resolve().parents[1]
+__all__ = ["REPO", "free_port_block", "make_release", "processes_under"]
+
+
+def make_release(root: Path, sha: str, *, prelude: str = "") -> Artifact:
+    """Copy the real sample_app into root/releases/<sha>; `prelude` runs first in __main__."""
+    dest = root / "releases" / sha
+    shutil.copytree(REPO / "sample_app", dest / "sample_app", ignore=shutil.ignore_patterns("__pycache__"))
+    (dest / "REVISION").write_text(sha + "\n")
+    if prelude:
+        main = dest / "sample_app" / "__main__.py"
+        text = main.read_text()
+        future = "from __future__ import annotations\n"
+        # `from __future__` must stay the first statement, so the prelude goes right after it.
+        text = text.replace(future, future + prelude + "\n", 1) if future in text else prelude + "\n" + text
+        main.write_text(text)
+    return Artifact(sha, str(dest))
+
+
+def processes_under(root: Path) -> list[int]:
+    """Live processes whose working directory is inside root: everything a test started."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            try:
+                cwd = os.readlink(entry / "cwd")
+            except OSError:
+                continue  # gone, or a zombie
+            if cwd == str(root) or cwd.startswith(str(root) + os.sep):
+                found.append(int(entry.name))
+    return found
