@@ -9,11 +9,15 @@ import os
 import signal
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from deployer.demo.options import add_demo_arguments
 from deployer.exceptions import ConfigError, Conflict, DeployerError, NotFound
 from deployer.model import CommandKind
 from deployer.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from deployer.service import DeployService
 
 DEFAULT_CONFIG = "config.yaml"
 
@@ -21,6 +25,12 @@ DEFAULT_CONFIG = "config.yaml"
 def _settings(args: argparse.Namespace) -> Settings:
     path = args.config or os.environ.get("DEPLOYER_CONFIG") or DEFAULT_CONFIG
     return load_settings(path)
+
+
+def _service(args: argparse.Namespace) -> DeployService:
+    from deployer.service import DeployService
+
+    return DeployService.from_settings(_settings(args))
 
 
 def _setup_logging(verbose: bool) -> None:
@@ -56,11 +66,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     """Print each host's version, the pipeline state and the last releases."""
-    from deployer.runtime import build_engine
-    from deployer.service import DeployService
     from deployer.status_view import render_status
 
-    service = DeployService(build_engine(_settings(args)))
+    service = _service(args)
     status = service.status(releases=args.releases)
     print(json.dumps(status, indent=2) if args.json else render_status(status))
     return 0
@@ -68,10 +76,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_command(args: argparse.Namespace) -> int:
     """Queue abort / pause / resume / promote for the deployment in flight."""
-    from deployer.runtime import build_engine
-    from deployer.service import DeployService
-
-    service = DeployService(build_engine(_settings(args)))
+    service = _service(args)
     result = service.command(CommandKind(args.command), actor=args.actor, reason=args.reason or "",
                              deployment_id=args.deployment)
     print(f"{args.command} queued for deployment {result['deployment_id']}")
@@ -80,10 +85,7 @@ def cmd_command(args: argparse.Namespace) -> int:
 
 def cmd_lock(args: argparse.Namespace) -> int:
     """Lock or unlock the pipeline."""
-    from deployer.runtime import build_engine
-    from deployer.service import DeployService
-
-    service = DeployService(build_engine(_settings(args)))
+    service = _service(args)
     if args.command == "lock":
         service.lock(holder=args.actor, reason=args.reason or "locked from the command line")
         print("pipeline locked: no new release will start")

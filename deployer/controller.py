@@ -30,6 +30,7 @@ from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Fleet
 from deployer.jobs import JobContext, build_job, run_tests_job
 from deployer.model import (
+    COMMAND_EVENTS,
     Command,
     CommandKind,
     Commit,
@@ -91,8 +92,8 @@ class Controller:
             database_url=settings.database_url, repository=settings.repository, branch=settings.source.branch,
             workdir=str(settings.workdir_path), test_command=settings.pipeline.test_command,
             test_timeout_s=settings.pipeline.test_timeout)
-        self._hosts = {h.name: h for h in fleet.hosts()}
         self.hosts = Reconciler(engine=engine, fleet=fleet, max_parallel=settings.fleet.max_parallel)
+        self._hosts = self.hosts.hosts
         self._bake: _Bake | None = None
         self._poll_now = True
         self._last_poll = float("-inf")
@@ -194,20 +195,19 @@ class Controller:
                 if deployment is None or (fresh.deployment_id not in (None, deployment.id)):
                     fresh.outcome = "ignored: that deployment is not in progress"
                 else:
-                    event = {CommandKind.ABORT: Event.ABORT, CommandKind.PAUSE: Event.PAUSE,
-                             CommandKind.RESUME: Event.RESUME, CommandKind.PROMOTE: Event.PROMOTE}[fresh.kind]
+                    event = COMMAND_EVENTS[fresh.kind]
                     reason = f"{fresh.kind.value} by {fresh.actor}" + (f": {fresh.reason}" if fresh.reason else "")
                     try:
-                        if event is Event.ABORT:
-                            deployment.aborted = True
                         effects = store.apply_event(session, deployment=deployment, event=event, actor=fresh.actor,
                                                     reason=reason)
+                    except InvalidTransition as exc:
+                        fresh.outcome = f"refused: {exc}"
+                    else:
+                        # Set before settling: an aborted release's commits are not blamed.
+                        deployment.aborted = event is Event.ABORT or deployment.aborted
                         self._settle_if_finished(session, deployment, effects)
                         fresh.outcome = "done"
                         deployment_id = deployment.id
-                    except InvalidTransition as exc:
-                        deployment.aborted = False if event is Event.ABORT else deployment.aborted
-                        fresh.outcome = f"refused: {exc}"
             session.add(fresh)
         if deployment_id is not None:
             self._carry_out(deployment_id, effects)

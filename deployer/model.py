@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import JSON, Column, Text
 from sqlmodel import Field, SQLModel
 
-from deployer.pipeline import Phase, Status
+from deployer.pipeline import Event, Phase, Status
 
 
 def utcnow() -> datetime:
@@ -56,6 +56,13 @@ class CommandKind(str, Enum):
     RESUME = "resume"
     PROMOTE = "promote"
     POLL = "poll"              # a push hook or webhook says there may be new commits
+
+
+# The state-machine event each operator command asks for (POLL is not one: it only wakes discovery).
+COMMAND_EVENTS: dict[CommandKind, Event] = {
+    CommandKind.ABORT: Event.ABORT, CommandKind.PAUSE: Event.PAUSE,
+    CommandKind.RESUME: Event.RESUME, CommandKind.PROMOTE: Event.PROMOTE,
+}
 
 
 class Commit(SQLModel, table=True):

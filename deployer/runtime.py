@@ -36,9 +36,7 @@ class Runtime:
 
 def build_engine(settings: Settings) -> Engine:
     """The database engine, with tables created."""
-    engine = store.make_engine(settings.database_url)
-    store.init_db(engine)
-    return engine
+    return store.open_database(settings.database_url)
 
 
 def build_fleet(settings: Settings) -> LocalFleet:

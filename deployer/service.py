@@ -15,14 +15,13 @@ from sqlalchemy.engine import Engine
 
 from deployer import store
 from deployer.exceptions import Conflict, DeployerError, NotFound
-from deployer.model import CommandKind, Deployment, Lock, Release
-from deployer.pipeline import Event, allowed_events
+from deployer.model import COMMAND_EVENTS, CommandKind, CommitStatus, Deployment, Lock, Release
+from deployer.pipeline import allowed_events
 from deployer.settings import Settings
 
+SETTLED_COMMITS = frozenset({CommitStatus.SHIPPED, CommitStatus.BAD, CommitStatus.BLOCKED})
 __all__ = ["Conflict", "DeployService", "DeployerError", "NotFound"]
 
-_COMMAND_EVENTS = {CommandKind.ABORT: Event.ABORT, CommandKind.PAUSE: Event.PAUSE,
-                   CommandKind.RESUME: Event.RESUME, CommandKind.PROMOTE: Event.PROMOTE}
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -38,9 +37,7 @@ class DeployService:
     @classmethod
     def from_settings(cls, settings: Settings) -> DeployService:
         """A service over the database the settings name (tables created if missing)."""
-        engine = store.make_engine(settings.database_url)
-        store.init_db(engine)
-        return cls(engine)
+        return cls(store.open_database(settings.database_url))
 
     def status(self, *, releases: int = 10) -> dict[str, Any]:
         """Hosts, the deployment in flight, the last releases and the lock, as plain data."""
@@ -82,6 +79,14 @@ class DeployService:
                      "release_id": c.release_id, "committed_at": _iso(c.committed_at)}
                     for c in store.branch_commits(session)]
 
+    def settled(self, shas: list[str]) -> bool:
+        """Nothing is deploying, every sha is known, and every known commit has its final status."""
+        with store.session_scope(self.engine) as session:
+            if store.active_deployment(session) is not None:
+                return False
+            statuses = {c.sha: c.status for c in store.branch_commits(session)}
+        return set(shas) <= set(statuses) and all(s in SETTLED_COMMITS for s in statuses.values())
+
     def deployment(self, deployment_id: int) -> dict[str, Any]:
         """One deployment with its stages, verdicts and audit trail (NotFound if unknown)."""
         with store.session_scope(self.engine) as session:
@@ -112,19 +117,19 @@ class DeployService:
         """Queue abort/pause/resume/promote for the deployment in flight; Conflict when it cannot apply."""
         with store.session_scope(self.engine) as session:
             active = store.active_deployment(session)
-            if kind in _COMMAND_EVENTS:
+            if kind in COMMAND_EVENTS:
                 if active is None:
                     raise Conflict(f"cannot {kind.value}: no deployment is in progress")
                 if deployment_id is not None and deployment_id != active.id:
                     raise Conflict(f"cannot {kind.value}: deployment {deployment_id} is not the one in progress "
                                    f"({active.id})")
                 allowed = allowed_events(store.state_of(active))
-                if _COMMAND_EVENTS[kind] not in allowed:
+                if COMMAND_EVENTS[kind] not in allowed:
                     where = active.status.value + (f"/{active.phase.value}" if active.phase else "")
                     raise Conflict(f"cannot {kind.value} deployment {active.id} while it is {where}; "
                                    f"allowed now: {', '.join(e.value for e in allowed) or 'nothing'}")
             command = store.add_command(session, kind=kind, actor=actor, reason=reason,
-                                        deployment_id=active.id if active and kind in _COMMAND_EVENTS else None)
+                                        deployment_id=active.id if active and kind in COMMAND_EVENTS else None)
             store.audit(session, kind="command", actor=actor, deployment_id=command.deployment_id,
                         message=f"{kind.value} requested" + (f": {reason}" if reason else ""))
             return {"id": command.id, "kind": kind.value, "deployment_id": command.deployment_id}

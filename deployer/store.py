@@ -63,6 +63,13 @@ def init_db(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
 
 
+def open_database(url: str) -> Engine:
+    """An engine for `url` with the tables created."""
+    engine = make_engine(url)
+    init_db(engine)
+    return engine
+
+
 @contextmanager
 def session_scope(engine: Engine) -> Iterator[Session]:
     """One transaction: commit on success, roll back on error."""

@@ -18,7 +18,7 @@ from deployer.demo import workspace as ws_ops
 from deployer.demo.scenario import ScriptedCommit
 from deployer.demo.seed import seed_content
 from deployer.fleet.procs import free_port_block
-from deployer.runtime import build_engine, build_fleet
+from deployer.runtime import build_fleet
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
 from deployer.traffic import TrafficGenerator
@@ -64,7 +64,7 @@ class PipelineWorld:
         config.update(overrides or {})
         self.workspace = ws_ops.create(root / "ws", base_config={}, overrides=config)
         self.settings: Settings = load_settings(self.workspace.config, environ={})
-        self.service = DeployService(build_engine(self.settings))
+        self.service = DeployService.from_settings(self.settings)
         self.controller: subprocess.Popen[bytes] | None = None
         self.traffic: TrafficGenerator | None = None
         self.shas: dict[str, str] = {}
@@ -136,11 +136,7 @@ class PipelineWorld:
     def wait_settled(self, timeout: float = 180) -> None:
         def settled() -> bool:
             self.check_controller()
-            if self.service.status(releases=1)["active"] is not None:
-                return False
-            commits = {c["sha"]: c["status"] for c in self.service.commits()}
-            return set(self.shas.values()) <= set(commits) and \
-                all(status in ("shipped", "bad", "blocked") for status in commits.values())
+            return self.service.settled(list(self.shas.values()))
         wait_until("the pipeline to settle", settled, timeout)
 
     def wait_for_state(self, sha: str, status: str, phase: str | None = None, *, wave: int | None = None,

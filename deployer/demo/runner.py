@@ -26,14 +26,12 @@ from deployer.demo.report import build_report, summary_lines
 from deployer.demo.scenario import STEPS, ScriptedCommit
 from deployer.demo.seed import seed_content
 from deployer.exceptions import ConfigError, DeployerError
-from deployer.model import CommitStatus
-from deployer.runtime import build_engine, build_fleet
+from deployer.runtime import build_fleet
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
 from deployer.traffic import TrafficGenerator
 
 log = logging.getLogger(__name__)
-SETTLED = {CommitStatus.SHIPPED.value, CommitStatus.BAD.value, CommitStatus.BLOCKED.value}
 
 
 class DemoFailed(DeployerError):
@@ -138,7 +136,7 @@ class Demo:
         workspace = self.prepare()
         assert self.settings is not None
         settings = self.settings
-        service = DeployService(build_engine(settings))
+        service = DeployService.from_settings(settings)
         self.spawn(workspace, "api", "serve")
         self.spawn(workspace, "controller", "run")
         self.progress = Progress(service, self.say, verbose=not self.args.quiet)
@@ -166,7 +164,7 @@ class Demo:
             ws_ops.push(workspace)
             names = ", ".join(f"{shas[c.key][:10]} {c.title or 'revert ' + c.reverts} [{c.expected}]" for c in step)
             self.say(f"── step {number}/{len(steps)}: merged {names}")
-            self.wait_for(f"step {number} to settle", lambda s=step: self._settled(service, [shas[c.key] for c in s]),
+            self.wait_for(f"step {number} to settle", lambda s=step: service.settled([shas[c.key] for c in s]),
                           self.args.step_timeout, workspace)
         self.progress.show()
         stats = self.traffic.stop()
@@ -184,16 +182,6 @@ class Demo:
         for line in summary_lines(report):
             print(line, flush=True)
         return 0 if report["checks"]["passed"] else 1
-
-    @staticmethod
-    def _settled(service: DeployService, shas: list[str]) -> bool:
-        status = service.status(releases=1)
-        if status["active"] is not None:
-            return False
-        commits = {c["sha"]: c["status"] for c in service.commits()}
-        if any(sha not in commits for sha in shas):
-            return False
-        return all(state in SETTLED for state in commits.values())
 
     def cleanup(self) -> None:
         if self.traffic is not None:
