@@ -90,7 +90,7 @@ BAD_CPU = ScriptedCommit(
     edits=(Edit(FEED, "from typing import Annotated\n", "import hashlib\nfrom typing import Annotated\n"),
            Edit(FEED, FEED_DOC, FEED_DOC
                 + "    fingerprint = b\"feed\"\n"
-                  "    for _ in range(20000):  # stable score per post, recomputed every time\n"
+                  "    for _ in range(60000):  # stable score per post, recomputed every time\n"
                   "        fingerprint = hashlib.sha256(fingerprint).digest()\n")))
 REVERT_CPU = ScriptedCommit("revert-cpu", "", "Hana Sato", "revert", "ship", reverts="cpu")
 BAD_LEAK = ScriptedCommit(
