@@ -12,7 +12,7 @@ from deployer import store
 from deployer.analysis import window_factory
 from deployer.builder import ReleaseBuilder
 from deployer.controller import Controller
-from deployer.fleet.local import LocalFleet
+from deployer.fleet.local.runtime import LocalFleet
 from deployer.queue import InProcessQueue, RqQueue, TaskQueue
 from deployer.settings import Settings
 from deployer.source import GitSource

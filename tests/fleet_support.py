@@ -6,8 +6,10 @@ import os
 import shutil
 from pathlib import Path
 
+import psutil
+
 from deployer.fleet.base import Artifact
-from deployer.fleet.procs import free_port_block
+from deployer.fleet.local.procs import free_port_block
 
 REPO = Path(__file__).resolve().parents[1]
 __all__ = ["REPO", "free_port_block", "make_release", "processes_under"]
@@ -31,12 +33,10 @@ def make_release(root: Path, sha: str, *, prelude: str = "") -> Artifact:
 def processes_under(root: Path) -> list[int]:
     """Live processes whose working directory is inside root: everything a test started."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and int(entry.name) != os.getpid():
-            try:
-                cwd = os.readlink(entry / "cwd")
-            except OSError:
-                continue  # gone, or a zombie
-            if cwd == str(root) or cwd.startswith(str(root) + os.sep):
-                found.append(int(entry.name))
+    for proc in psutil.process_iter(["cwd"]):
+        cwd = proc.info.get("cwd")
+        if proc.pid == os.getpid() or not cwd:
+            continue  # ourselves, gone, or a zombie
+        if cwd == str(root) or cwd.startswith(str(root) + os.sep):
+            found.append(proc.pid)
     return found

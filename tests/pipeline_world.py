@@ -17,11 +17,11 @@ from typing import Any
 from deployer.demo import workspace as ws_ops
 from deployer.demo.scenario import ScriptedCommit
 from deployer.demo.seed import seed_content
-from deployer.fleet.procs import free_port_block
+from deployer.fleet.local.procs import free_port_block
 from deployer.runtime import build_fleet
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
-from deployer.traffic import TrafficGenerator
+from deployer.loadgen.traffic import TrafficGenerator
 
 FAST_JUDGE = {"minimumEvidence": {"requests": 20, "intervals": 4}}
 

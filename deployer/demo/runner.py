@@ -29,7 +29,7 @@ from deployer.exceptions import ConfigError, DeployerError
 from deployer.runtime import build_fleet
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
-from deployer.traffic import TrafficGenerator
+from deployer.loadgen.traffic import TrafficGenerator
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ import random
 
 import httpx
 
-from deployer.traffic import DEFAULT_USERS, tiny_png
+from deployer.loadgen.traffic import DEFAULT_USERS, tiny_png
 
 CAPTIONS = ("Sunrise over the harbour", "Lunch!", "New bike", "Weekend hike", "Street art", "Rainy Monday",
             "Our cat, again", "Coffee first", "Concert last night", "Garden update")

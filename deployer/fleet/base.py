@@ -1,7 +1,10 @@
-"""The Fleet protocol: what the controller needs from any kind of host.
+"""What the controller needs from hosts and traffic, as small protocols.
 
-Nothing third-party here. Each backend (local processes, Docker engines) lives in
-its own module and is chosen by `deployer.fleet.build_fleet(settings)`.
+Nothing third-party here. A backend is a `HostRuntime` (start / stop / probe a version on
+a host slot: local processes, Docker containers) and a `Router` (who gets the traffic:
+the built-in balancer, HAProxy). `deployer.fleet.replace` turns the pair into a `Fleet`
+with the one host replacement every backend shares; `deployer.fleet.build_fleet(settings)`
+wires them.
 """
 
 from __future__ import annotations
@@ -31,13 +34,34 @@ class Artifact:
 
 @dataclass(frozen=True)
 class HostStatus:
-    """What a probe of a host observed just now."""
+    """What a probe of a host observed just now; `target` is the pid or container to profile."""
 
     host: Host
     running: bool
     healthy: bool
     version: str | None
     detail: str = ""
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Instance:
+    """One started copy of a version on a host slot: where it answers, and what it is."""
+
+    host: Host
+    version: str
+    address: str
+    target: str
+
+
+@dataclass(frozen=True)
+class HostTraffic:
+    """A router's counts for one host: requests in flight now, and served so far."""
+
+    in_flight: int
+    served: int
+    in_rotation: bool
+    weight: int | None = None
 
 
 @dataclass
@@ -55,7 +79,114 @@ class DeployResult:
 
     @property
     def total_s(self) -> float:
+        """The whole replacement, phase by phase."""
         return self.drain_s + self.stop_s + self.start_s + self.health_s
+
+
+@runtime_checkable
+class HostRuntime(Protocol):
+    """Starts, stops and probes versions on host slots (processes, containers, ...).
+
+    `overlap` says whether a slot can run a second instance beside the serving one (on
+    another port), which lets a replacement start the new version before stopping the old.
+    """
+
+    overlap: bool
+
+    def hosts(self) -> list[Host]:
+        """All host slots, in a stable order (waves are cut from this order)."""
+        ...
+
+    def settled(self, host: Host) -> bool:
+        """True when the slot's recorded instance passed its health checks (not half-started)."""
+        ...
+
+    def check(self, host: Host, artifact: Artifact) -> None:
+        """Raise HostFailed before anything is stopped when `artifact` cannot run here."""
+        ...
+
+    def start(self, host: Host, artifact: Artifact) -> Instance:
+        """Start `artifact` on the slot (beside the serving instance when `overlap`)."""
+        ...
+
+    def exited(self, instance: Instance) -> str | None:
+        """Why a started instance is gone (exit status, OOM kill), or None while it runs."""
+        ...
+
+    def retry_start(self, instance: Instance, reason: str, attempt: int) -> bool:
+        """After a failed start: True when another attempt may succeed (e.g. a port race)."""
+        ...
+
+    def promote(self, instance: Instance) -> None:
+        """Record `instance` as the slot's serving, healthy instance (stops nothing)."""
+        ...
+
+    def stop(self, host: Host, *, instance: Instance | None = None, status: str = "stopped") -> None:
+        """Stop an instance (default: the slot's serving one) and record that."""
+        ...
+
+    def probe(self, host: Host) -> HostStatus:
+        """Ask the host what it runs and whether it is healthy; never raises."""
+        ...
+
+    def stop_all(self) -> None:
+        """Stop every instance this runtime knows, even outside the current host count."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (instances keep running)."""
+        ...
+
+
+@runtime_checkable
+class Router(Protocol):
+    """Decides which host gets each request; drains and enables hosts during replacements."""
+
+    @property
+    def url(self) -> str | None:
+        """Where users send traffic, or None when this router does not know it."""
+        ...
+
+    def start(self) -> str | None:
+        """Start (or adopt, or just connect to) the router; returns its traffic URL."""
+        ...
+
+    def drain(self, host: Host, notes: list[str]) -> None:
+        """Take `host` out of rotation and wait (bounded) until its in-flight requests are done."""
+        ...
+
+    def enable(self, host: Host, address: str, notes: list[str]) -> None:
+        """Send `host`'s share of traffic to `address` and put it back in rotation."""
+        ...
+
+    def set_weight(self, host: Host, weight: int) -> None:
+        """Set `host`'s relative share of traffic (0-256, HAProxy's scale; 0 takes no new requests)."""
+        ...
+
+    def traffic(self) -> dict[str, HostTraffic]:
+        """Per-host in-flight and served counts, by host name."""
+        ...
+
+    def stop(self) -> None:
+        """Stop the router if this platform started it; a router run by others is left alone."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+@runtime_checkable
+class Builder(Protocol):
+    """Turns a commit into an artifact a runtime can start."""
+
+    def build(self, sha: str) -> Artifact:
+        """Build (or reuse) the artifact of `sha`; safe to call twice or concurrently."""
+        ...
+
+    def prune(self, keep: list[str] | set[str]) -> list[str]:
+        """Delete artifacts whose sha is not in `keep`; returns what was removed."""
+        ...
 
 
 @runtime_checkable

@@ -17,10 +17,10 @@ from typing import Any
 import httpx
 import pytest
 
-from deployer.fleet import procs
-from deployer.fleet.balancer_client import BalancerClient, BalancerError
+from deployer.fleet.local import procs
+from deployer.fleet.local.balancer_client import BalancerClient, BalancerError
 from deployer.fleet.base import Artifact
-from deployer.fleet.local import LocalFleet
+from deployer.fleet.local.runtime import LocalFleet
 
 from tests.fleet_support import free_port_block, make_release, processes_under
 

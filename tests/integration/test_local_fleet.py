@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from deployer.exceptions import HostFailed
-from deployer.fleet import procs
+from deployer.fleet.local import procs
 from deployer.fleet.base import Artifact, Fleet
-from deployer.fleet.local import LocalFleet
+from deployer.fleet.local.runtime import LocalFleet
 
 from tests.fleet_support import REPO, free_port_block, make_release, processes_under
 
@@ -175,7 +175,7 @@ CONTROLLER = """
 import json, os, signal, sys
 from pathlib import Path
 from deployer.fleet.base import Artifact
-from deployer.fleet.local import LocalFleet
+from deployer.fleet.local.runtime import LocalFleet
 config = json.loads(sys.argv[1])
 config["state_dir"] = Path(config["state_dir"])
 artifact = Artifact(*config.pop("artifact"))

@@ -95,7 +95,7 @@ def test_survives_sigkill_mid_canary_and_mid_rollout(world: PipelineWorld) -> No
 @pytest.fixture
 def blind_world(tmp_path: Path) -> Iterator[PipelineWorld]:
     """A pipeline whose metrics source (Prometheus) is down."""
-    from deployer.fleet.procs import free_port_block
+    from deployer.fleet.local.procs import free_port_block
 
     world = PipelineWorld(tmp_path, overrides={
         "analysis.source": "prometheus", "analysis.prometheus_url": f"http://127.0.0.1:{free_port_block(1)}",

@@ -6,7 +6,7 @@ from collections import Counter
 
 import pytest
 
-from deployer.fleet.balancer_pool import Pool, Upstream
+from deployer.fleet.local.balancer_pool import Pool, Upstream
 
 
 def make_pool(*names: str) -> Pool:

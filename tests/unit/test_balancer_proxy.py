@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 
-from deployer.fleet.balancer_app import Balancer, BalancerConfig
+from deployer.fleet.local.balancer_app import Balancer, BalancerConfig
 
 pytestmark = pytest.mark.anyio
 

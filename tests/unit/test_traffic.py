@@ -20,7 +20,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
-from deployer.traffic import TrafficGenerator, TrafficStats, classify, main, tiny_png
+from deployer.loadgen.traffic import TrafficGenerator, TrafficStats, classify, main, tiny_png
 from sample_app.app import create_app
 
 CATEGORIES = ("ok", "client_errors", "server_errors", "balancer_errors", "transport_errors")

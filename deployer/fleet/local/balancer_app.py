@@ -23,9 +23,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from deployer.fleet.balancer_admin import admin_routes, balancer_error, http_exception
-from deployer.fleet.balancer_http import forward_headers, relay_response, upstream_path
-from deployer.fleet.balancer_pool import Pool, Upstream
+from deployer.fleet.local.balancer_admin import admin_routes, balancer_error, http_exception
+from deployer.fleet.local.balancer_http import forward_headers, relay_response, upstream_path
+from deployer.fleet.local.balancer_pool import Pool, Upstream
 
 log = logging.getLogger(__name__)
 

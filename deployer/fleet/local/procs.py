@@ -1,7 +1,7 @@
 """Process bookkeeping for the local fleet: spawn in a new session, recognise, stop, record.
 
 A process is identified by (pid, start time): a pid alone can be reused after the
-process dies, so every record stores the start time read from /proc at spawn and a
+process dies, so every record stores the start time psutil reports at spawn and a
 process only counts as "ours" while both still match.
 """
 
@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 POLL_S = 0.01
@@ -31,28 +33,26 @@ class ProcessRef:
     """A process we started: its pid (also its process-group id) and its start time."""
 
     pid: int
-    start_time: int
+    start_time: float
 
-    def to_json(self) -> dict[str, int]:
+    def to_json(self) -> dict[str, float]:
         """Serialise for a state file."""
         return {"pid": self.pid, "start_time": self.start_time}
 
 
-def _stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time) of any pid, zombies included; None when there is none."""
+def _stat(pid: int) -> tuple[str, float] | None:
+    """(status, start time) of any pid, zombies included; None when there is none."""
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        proc = psutil.Process(pid)
+        return proc.status(), proc.create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
-    fields = raw[raw.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
 
 
-def start_time_of(pid: int) -> int | None:
-    """Return the kernel start time (clock ticks since boot) of a live, non-zombie pid."""
+def start_time_of(pid: int) -> float | None:
+    """Return the start time (seconds since the epoch, as the kernel records it) of a live, non-zombie pid."""
     stat = _stat(pid)
-    if stat is None or stat[0] in ("Z", "X"):
+    if stat is None or stat[0] in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
         return None
     return stat[1]
 
@@ -79,8 +79,8 @@ def spawn(
             close_fds=True,
         )
     start = start_time_of(proc.pid)
-    # A process that died instantly has no /proc entry left to read; 0 never matches a live one.
-    return proc, ProcessRef(proc.pid, start if start is not None else 0)
+    # A process that died instantly has no start time left to read; 0 never matches a live one.
+    return proc, ProcessRef(proc.pid, start if start is not None else 0.0)
 
 
 def _reap(proc: subprocess.Popen[bytes] | None) -> None:
@@ -188,9 +188,10 @@ def wait_port_free(host: str, port: int, timeout: float) -> bool:
 def find_processes(match: Callable[[list[str]], bool]) -> list[int]:
     """Pids of live processes whose argv satisfies `match`."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (argv := cmdline_of(int(entry.name))) and match(argv):
-            found.append(int(entry.name))
+    for proc in psutil.process_iter(["cmdline"]):
+        argv = proc.info.get("cmdline") or []
+        if argv and match(argv):
+            found.append(proc.pid)
     return found
 
 
@@ -205,10 +206,9 @@ def leads_group(pid: int) -> bool:
 def cmdline_of(pid: int) -> list[str]:
     """Return the argv of a pid, or [] when it cannot be read."""
     try:
-        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
+        return psutil.Process(pid).cmdline()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
         return []
-    return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
@@ -234,8 +234,8 @@ def read_json(path: Path) -> dict[str, Any]:
 def ref_from_json(data: dict[str, Any]) -> ProcessRef | None:
     """Rebuild a ProcessRef from a state file record, None when absent."""
     pid, start = data.get("pid"), data.get("start_time")
-    if isinstance(pid, int) and isinstance(start, int):
-        return ProcessRef(pid, start)
+    if isinstance(pid, int) and isinstance(start, (int, float)) and not isinstance(start, bool):
+        return ProcessRef(pid, float(start))
     return None
 
 

@@ -1,6 +1,6 @@
 """An HTTP load balancer in front of the local fleet, run as its own process.
 
-    python -m deployer.fleet.balancer --port 8100 \
+    python -m deployer.fleet.local.balancer --port 8100 \
         --upstream host-0=http://127.0.0.1:8101 --upstream host-1=http://127.0.0.1:8102
 
 It outlives the controller (its own process group) so traffic keeps flowing while the
@@ -16,7 +16,7 @@ import logging
 
 import uvicorn
 
-from deployer.fleet.balancer_app import Balancer, BalancerConfig
+from deployer.fleet.local.balancer_app import Balancer, BalancerConfig
 
 __all__ = ["Balancer", "BalancerConfig", "main", "parse_upstream"]
 
@@ -32,7 +32,7 @@ def parse_upstream(text: str) -> tuple[str, str]:
 def main(argv: list[str] | None = None) -> int:
     """Run the balancer until SIGTERM/SIGINT."""
     parser = argparse.ArgumentParser(
-        prog="python -m deployer.fleet.balancer", description=__doc__.split("\n")[0]
+        prog="python -m deployer.fleet.local.balancer", description=__doc__.split("\n")[0]
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind")
     parser.add_argument("--port", type=int, default=8100)

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from deployer.exceptions import DeployerError
-from deployer.fleet import procs
-from deployer.fleet.balancer_client import BalancerClient, BalancerError
+from deployer.fleet.local import procs
+from deployer.fleet.local.balancer_client import BalancerClient, BalancerError
 from deployer.fleet.base import Host
 
 log = logging.getLogger(__name__)
 
-# The directory that contains the `deployer` package, so `-m deployer.fleet.balancer` imports.
-CODE_ROOT = Path(__file__).resolve().parents[2]
+# The directory that contains the `deployer` package, so `-m deployer.fleet.local.balancer` imports.
+CODE_ROOT = Path(__file__).resolve().parents[3]
 POLL_S = 0.02
 
 
@@ -82,7 +82,7 @@ class BalancerProcess:
             argv = [
                 sys.executable,
                 "-m",
-                "deployer.fleet.balancer",
+                "deployer.fleet.local.balancer",
                 "--host",
                 self.bind,
                 "--port",

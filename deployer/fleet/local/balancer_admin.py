@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from deployer.fleet.balancer_pool import Pool, Upstream
+from deployer.fleet.local.balancer_pool import Pool, Upstream
 
 PREFIX = "/_balancer"
 MAX_DRAIN_S = 3600.0

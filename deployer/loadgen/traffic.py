@@ -415,7 +415,7 @@ class TrafficGenerator:
 
 def main(argv: list[str] | None = None) -> int:
     """Run traffic against --url for --duration seconds and print the stats as JSON."""
-    parser = argparse.ArgumentParser(prog="python -m deployer.traffic", description=main.__doc__)
+    parser = argparse.ArgumentParser(prog="python -m deployer.loadgen.traffic", description=main.__doc__)
     parser.add_argument("--url", required=True, help="base URL, e.g. the load balancer http://127.0.0.1:8100")
     parser.add_argument("--rate", type=float, default=30.0, help="average requests per second (default 30)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds to run (default 10)")

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.exceptions import HostFailed
-from deployer.fleet import procs
+from deployer.fleet.local import procs
 from deployer.fleet.base import Artifact
 
 log = logging.getLogger(__name__)

@@ -23,10 +23,10 @@ from pathlib import Path
 import httpx
 
 from deployer.exceptions import DeployerError, HostFailed, NotFound
-from deployer.fleet import procs
+from deployer.fleet.local import procs
 from deployer.fleet.base import Artifact, DeployResult, Host, HostStatus
-from deployer.fleet.local_balancer import BalancerProcess
-from deployer.fleet.local_hosts import HostProcesses
+from deployer.fleet.local.router import BalancerProcess
+from deployer.fleet.local.hosts import HostProcesses
 
 log = logging.getLogger(__name__)
 
