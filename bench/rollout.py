@@ -89,7 +89,7 @@ def main() -> int:
             "rollout.warmup": "0s", "controller.tick": "50ms"})
         settings = load_settings(workspace.config, environ={})
         runtime = build_runtime(settings)
-        runtime.fleet.start_balancer()
+        runtime.fleet.start_router()
         controller = build_controller(runtime)
         service = DeployService(runtime.engine)
         stop = threading.Event()

@@ -56,8 +56,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     runtime = build_runtime(settings)
     stop = _stop_on_signals()
     try:
-        if settings.fleet.balancer_port:
-            runtime.fleet.start_balancer()
+        runtime.fleet.start_router()
         build_controller(runtime).run(stop)
     finally:
         runtime.close()
@@ -120,7 +119,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 def cmd_fleet(args: argparse.Namespace) -> int:
     """Stop every host and the balancer of the local fleet (`down`), or list them (`ps`)."""
-    from deployer.runtime import build_fleet
+    from deployer.fleet import build_fleet
 
     fleet = build_fleet(_settings(args))
     try:

@@ -25,9 +25,8 @@ from sqlmodel import Session
 from canary.verdict import Result
 from deployer import releases, store
 from deployer.analysis import AnalysisWindow, WindowFactory
-from deployer.builder import ReleaseBuilder
 from deployer.exceptions import DeployerError, InvalidTransition
-from deployer.fleet.base import Fleet
+from deployer.fleet.base import Builder, Fleet
 from deployer.jobs import JobContext, build_job, run_tests_job
 from deployer.model import (
     COMMAND_EVENTS,
@@ -77,7 +76,7 @@ class _Bake:
 class Controller:
     """Drives deployments one at a time; `run()` loops until told to stop."""
 
-    def __init__(self, *, settings: Settings, engine: Engine, source: GitSource, builder: ReleaseBuilder,
+    def __init__(self, *, settings: Settings, engine: Engine, source: GitSource, builder: Builder,
                  fleet: Fleet, queue: TaskQueue, windows: WindowFactory,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -91,7 +90,7 @@ class Controller:
         self.job_context = JobContext(
             database_url=settings.database_url, repository=settings.repository, branch=settings.source.branch,
             workdir=str(settings.workdir_path), test_command=settings.pipeline.test_command,
-            test_timeout_s=settings.pipeline.test_timeout)
+            test_timeout_s=settings.pipeline.test_timeout, settings=settings)
         self.hosts = Reconciler(engine=engine, fleet=fleet, max_parallel=settings.fleet.max_parallel)
         self._hosts = self.hosts.hosts
         self._bake: _Bake | None = None
@@ -432,8 +431,10 @@ class Controller:
                               detail=f"{seconds:g}s: {', '.join(new_hosts)} against {', '.join(baseline)}")
         window = None
         if seconds > 0:
-            window = self.windows(canary=[self._hosts[n] for n in new_hosts],
-                                  baseline=[self._hosts[n] for n in baseline],
+            # Addresses as the fleet has them now: a container host moves to a new port per version.
+            current = {h.name: h for h in self.fleet.hosts()}
+            window = self.windows(canary=[current[n] for n in new_hosts],
+                                  baseline=[current[n] for n in baseline],
                                   bake_s=seconds, now=self.clock())
         self._bake = _Bake(deployment_id, wave, window)
 

@@ -17,8 +17,11 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from deployer import store
-from deployer.builder import ReleaseBuilder
+from deployer.fleet import build_builder
+from deployer.fleet.base import Builder
+from deployer.fleet.local.builder import ReleaseBuilder
 from deployer.model import Deployment, Release, StageStatus
+from deployer.settings import Settings
 from deployer.source import GitSource
 from deployer.tests_runner import run_tests
 
@@ -37,12 +40,17 @@ class JobContext:
     workdir: str
     test_command: str
     test_timeout_s: float
+    # The whole configuration, so a worker builds the artifact kind the fleet runs (directory, image).
+    settings: Settings | None = None
 
     def source(self) -> GitSource:
         return GitSource(repository=self.repository, branch=self.branch,
                          mirror_dir=Path(self.workdir) / "mirror.git")
 
-    def builder(self) -> ReleaseBuilder:
+    def builder(self) -> Builder:
+        """The fleet's builder, or a release-directory builder when no settings came along."""
+        if self.settings is not None:
+            return build_builder(self.settings, self.source())
         return ReleaseBuilder(source=self.source(), releases_dir=Path(self.workdir) / "releases")
 
 

@@ -10,9 +10,9 @@ from sqlalchemy.engine import Engine
 
 from deployer import store
 from deployer.analysis import window_factory
-from deployer.builder import ReleaseBuilder
 from deployer.controller import Controller
-from deployer.fleet.local.runtime import LocalFleet
+from deployer.fleet import RoutedFleet, build_builder, build_fleet
+from deployer.fleet.base import Builder
 from deployer.queue import InProcessQueue, RqQueue, TaskQueue
 from deployer.settings import Settings
 from deployer.source import GitSource
@@ -23,8 +23,8 @@ class Runtime:
     settings: Settings
     engine: Engine
     source: GitSource
-    builder: ReleaseBuilder
-    fleet: LocalFleet
+    builder: Builder
+    fleet: RoutedFleet
     queue: TaskQueue
 
     def close(self) -> None:
@@ -37,17 +37,6 @@ class Runtime:
 def build_engine(settings: Settings) -> Engine:
     """The database engine, with tables created."""
     return store.open_database(settings.database_url)
-
-
-def build_fleet(settings: Settings) -> LocalFleet:
-    """The fleet backend named in the settings."""
-    fleet = settings.fleet
-    return LocalFleet(
-        state_dir=settings.workdir_path / "fleet", host_count=fleet.hosts, base_port=fleet.base_port,
-        bind=fleet.bind, app_env={"SAMPLE_APP_DATABASE_URL": settings.app_database_url},
-        balancer_port=fleet.balancer_port, healthy_checks=fleet.healthy_checks,
-        health_interval_s=fleet.health_interval, start_timeout_s=fleet.start_timeout,
-        drain_timeout_s=fleet.drain_timeout)
 
 
 def build_source(settings: Settings) -> GitSource:
@@ -66,7 +55,7 @@ def build_runtime(settings: Settings) -> Runtime:
     else:
         queue = InProcessQueue(workers=settings.queue.workers)
     return Runtime(settings=settings, engine=build_engine(settings), source=source,
-                   builder=ReleaseBuilder(source=source, releases_dir=settings.workdir_path / "releases"),
+                   builder=build_builder(settings, source),
                    fleet=build_fleet(settings), queue=queue)
 
 

@@ -3,7 +3,9 @@
 Every problem names the field, the bad value and the fix, e.g.
 `config.yaml: rollout.canary_bake: "5x" is not a duration; use e.g. "30s"`.
 Environment variables win over the file: `DEPLOYER__ROLLOUT__CANARY_BAKE=10s` sets
-`rollout.canary_bake` (double underscores separate the levels).
+`rollout.canary_bake` (double underscores separate the levels; pydantic-settings reads them).
+`fleet` and `router` are tagged unions: `fleet.backend` (local | docker) and `router.kind`
+(builtin | haproxy) pick the model, and each has only its own fields.
 """
 
 from __future__ import annotations
@@ -11,10 +13,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pydantic_settings import BaseSettings, EnvSettingsSource, SettingsConfigDict, SettingsError
+from pydantic_settings.sources.utils import parse_env_vars
 
 from canary.config import CanaryConfig, load_canary_config
 from canary.exceptions import CanaryConfigError
@@ -77,8 +83,9 @@ class PipelineSettings(_Section):
     keep_releases: int = Field(30, ge=2)
 
 
-class FleetSettings(_Section):
-    backend: Literal["local"] = "local"
+class _FleetCommon(_Section):
+    """What every fleet backend has: how many hosts, how they prove healthy, how fast to replace."""
+
     hosts: int = Field(6, ge=2, le=200)
     bind: str = "127.0.0.1"
     base_port: int = Field(8101, ge=1024, le=65000)
@@ -88,13 +95,82 @@ class FleetSettings(_Section):
     health_interval: Duration = 0.2
     start_timeout: Duration = 30.0
     drain_timeout: Duration = 10.0
+    stop_timeout: Duration = 10.0
     max_parallel: int = Field(2, ge=1, le=50)
 
     @model_validator(mode="after")
-    def _loopback_only(self) -> FleetSettings:
-        if self.backend == "local" and not self.bind.startswith("127."):
-            raise ValueError(f"bind: \"{self.bind}\" is not a loopback address; the local fleet uses e.g. 127.0.0.1")
+    def _loopback_only(self) -> _FleetCommon:
+        if not self.bind.startswith("127."):
+            raise ValueError(f"bind: \"{self.bind}\" is not a loopback address; the fleet binds e.g. 127.0.0.1")
         return self
+
+
+class LocalFleetSettings(_FleetCommon):
+    """Sample-app processes on this machine, host-i on base_port + i."""
+
+    backend: Literal["local"] = "local"
+
+
+class DockerFleetSettings(_FleetCommon):
+    """Containers on one or more Docker engines, one image per release."""
+
+    backend: Literal["docker"]
+    engines: list[str] = Field(default_factory=lambda: ["unix:///var/run/docker.sock"], min_length=1)
+    base_image: str = "python:3.11-slim"
+    dockerfile: str = "sample_app/Dockerfile"
+    image_repository: str = "deployer/app"
+    cpus: float = Field(1.0, gt=0, le=64)
+    memory: str = "256m"
+    engine_timeout: Duration = 30.0
+    platform: str = "deployer"
+
+    @field_validator("engines")
+    @classmethod
+    def _engine_urls(cls, engines: list[str]) -> list[str]:
+        for url in engines:
+            if not url.startswith(("unix://", "tcp://", "ssh://")):
+                raise ValueError(f"\"{url}\" is not an engine URL; use unix:///var/run/docker.sock, "
+                                 "tcp://HOST:2375 or ssh://user@HOST")
+        return engines
+
+    @field_validator("memory")
+    @classmethod
+    def _memory_size(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+[kmg]?", str(value).strip().lower()):
+            raise ValueError(f"\"{value}\" is not a memory size; use e.g. \"256m\" or \"1g\"")
+        return str(value).strip().lower()
+
+
+FleetSettings = Annotated[LocalFleetSettings | DockerFleetSettings, Field(discriminator="backend")]
+
+
+class BuiltinRouterSettings(_Section):
+    """The platform's own balancer process on fleet.balancer_port."""
+
+    kind: Literal["builtin"] = "builtin"
+
+
+class HaproxyRouterSettings(_Section):
+    """An HAProxy (2.6+) driven over its runtime API; the platform does not need to have started it."""
+
+    kind: Literal["haproxy"]
+    socket: str = Field(description="path of HAProxy's admin stats socket (`stats socket ... level admin`)")
+    backend: str = "app"
+    server_name: str = Field("host-{index}", description="server name of host i in the backend: {index} or {name}")
+    traffic_url: str | None = Field(None, description="where users reach HAProxy's frontend, e.g. http://127.0.0.1:8080")
+    canary_weight: int = Field(100, ge=1, le=256)
+    weight: int = Field(100, ge=1, le=256)
+    timeout: Duration = 5.0
+
+    @field_validator("server_name")
+    @classmethod
+    def _has_placeholder(cls, value: str) -> str:
+        if "{index}" not in value and "{name}" not in value:
+            raise ValueError(f"\"{value}\" names every host the same; use e.g. \"host-{{index}}\"")
+        return value
+
+
+RouterSettings = Annotated[BuiltinRouterSettings | HaproxyRouterSettings, Field(discriminator="kind")]
 
 
 class RolloutSettings(_Section):
@@ -140,16 +216,18 @@ class ControllerSettings(_Section):
     tick: Duration = 0.25
 
 
-class Settings(_Section):
+class Settings(BaseSettings):
     """The whole configuration; build it with `load_settings()`."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = SettingsConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True,
+                                      env_prefix=ENV_PREFIX, env_nested_delimiter="__", case_sensitive=False)
 
     source: SourceSettings
     workdir: str = ".deployer"
     database: DatabaseSettings = DatabaseSettings()
     pipeline: PipelineSettings = PipelineSettings()
-    fleet: FleetSettings = FleetSettings()
+    fleet: FleetSettings = LocalFleetSettings()
+    router: RouterSettings = BuiltinRouterSettings()
     rollout: RolloutSettings = RolloutSettings()
     analysis: AnalysisSettings = AnalysisSettings()
     queue: QueueSettings = QueueSettings()
@@ -157,6 +235,17 @@ class Settings(_Section):
     controller: ControllerSettings = ControllerSettings()
     base_dir: str = "."
     canary_config: CanaryConfig | None = Field(None, exclude=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_tags(cls, data: Any) -> Any:
+        # `fleet: {hosts: 3}` (or only DEPLOYER__FLEET__HOSTS) means the default backend.
+        if isinstance(data, dict):
+            for section, (tag, default) in _TAGS.items():
+                value = data.get(section)
+                if isinstance(value, dict) and tag not in value:
+                    data = {**data, section: {**value, tag: default}}
+        return data
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
@@ -189,6 +278,21 @@ class Settings(_Section):
         return self.fleet.app_database_url or f"sqlite:///{self.workdir_path / 'fleet' / 'app.db'}"
 
 
+# The tagged unions: section -> (tag field, default tag).
+_TAGS = {"fleet": ("backend", "local"), "router": ("kind", "builtin")}
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' nested environment source, reading a given mapping (tests pass their own)."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self._environ = dict(environ)
+        super().__init__(Settings, case_sensitive=False, env_prefix=ENV_PREFIX, env_nested_delimiter="__")
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return parse_env_vars(self._environ, False, False, None)
+
+
 def _describe(value: Any) -> str:
     if isinstance(value, str):
         return f"\"{value}\""
@@ -208,15 +312,28 @@ _FRIENDLY = {
 }
 
 
+def _without_tags(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`fleet.docker.engines` -> `fleet.engines`: the tag is pydantic's, not a field the user wrote."""
+    if len(loc) > 1 and loc[0] in _TAGS:
+        return (loc[0], *loc[2:])
+    return loc
+
+
 def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
-    loc = ".".join(str(part) for part in error["loc"])
+    raw_loc = tuple(error["loc"])
+    loc = ".".join(str(part) for part in _without_tags(raw_loc))
     kind = error["type"]
     value = error.get("input")
     message = error["msg"].removeprefix("Value error, ")
+    if kind == "union_tag_invalid":
+        ctx = error.get("ctx", {})
+        tag = ctx.get("discriminator", "").strip("'")
+        expected = " or ".join(str(ctx.get("expected_tags", "")).split(", "))
+        return f"{loc}.{tag}: {_describe(ctx.get('tag'))} is not allowed; use {expected}"
     if kind == "missing":
         return f"{loc}: is required but missing; add it"
     if kind == "extra_forbidden":
-        parent = _section_fields(model, error["loc"][:-1])
+        parent = _section_fields(model, raw_loc[:-1])
         hint = f"; expected one of: {', '.join(parent)}" if parent else ""
         return f"{loc}: unknown field{hint}"
     if kind == "literal_error":
@@ -224,7 +341,7 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
     if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
         return f"{loc}: {_describe(value)} is out of range; use a value {message.removeprefix('Input should be ')}"
     if kind in _FRIENDLY:
-        example = _field_default(model, error["loc"])
+        example = _field_default(model, raw_loc)
         return f"{loc}: {_describe(value)} " + _FRIENDLY[kind].format(example=example if example is not None else 1)
     if kind == "value_error" and ": " in message and not loc:
         return message
@@ -234,10 +351,23 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
     return f"{loc}: {message}" if loc else message
 
 
+def _member(annotation: Any, tag: Any) -> Any:
+    """The model of a tagged union whose tag literal is `tag`; None when `annotation` is no such union."""
+    for option in get_args(annotation):
+        for name, field in getattr(option, "model_fields", {}).items():
+            if name in {t for t, _ in _TAGS.values()} and tag in get_args(field.annotation):
+                return option
+    return None
+
+
 def _field_default(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
     current: Any = model
     field = None
     for part in loc:
+        member = _member(current, part)
+        if member is not None:
+            current = member
+            continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return None
@@ -249,26 +379,28 @@ def _field_default(model: type[BaseModel], loc: tuple[Any, ...]) -> Any:
 def _section_fields(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     current: Any = model
     for part in loc:
+        member = _member(current, part)
+        if member is not None:
+            current = member
+            continue
         field = getattr(current, "model_fields", {}).get(part)
         if field is None:
             return []
         current = field.annotation
-    fields = getattr(current, "model_fields", {})
-    return [name for name in fields if name not in ("base_dir", "canary_config")]
+    fields = list(getattr(current, "model_fields", {}))
+    tags = [name for name in fields if name in {t for t, _ in _TAGS.values()}]
+    return tags + [name for name in fields if name not in ("base_dir", "canary_config", *tags)]
 
 
-def _apply_environment(data: dict[str, Any], environ: dict[str, str]) -> None:
-    for key, value in environ.items():
-        if not key.startswith(ENV_PREFIX):
-            continue
-        path = [part.lower() for part in key[len(ENV_PREFIX):].split("__") if part]
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise ConfigError([f"{'.'.join(path)}: environment variable {key} sets a field inside a value"],
-                                  source="environment")
-        node[path[-1]] = yaml.safe_load(value) if value.strip() else value
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`, section by section (a nested mapping merges, anything else replaces)."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | None = None,
@@ -296,7 +428,12 @@ def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | N
                               source=source)
         data = loaded
         base_dir = file.resolve().parent
-    _apply_environment(data, dict(os.environ if environ is None else environ))
+    try:
+        from_env = _Environment(os.environ if environ is None else environ)()
+    except SettingsError as exc:
+        raise ConfigError([f"environment: {exc}; check the DEPLOYER__SECTION__KEY variables"],
+                          source="environment") from None
+    data = _merge(data, from_env)  # the environment wins over the file
     for dotted, value in (overrides or {}).items():
         node = data
         parts = dotted.split(".")

@@ -18,7 +18,7 @@ from deployer.demo import workspace as ws_ops
 from deployer.demo.scenario import ScriptedCommit
 from deployer.demo.seed import seed_content
 from deployer.fleet.local.procs import free_port_block
-from deployer.runtime import build_fleet
+from deployer.fleet import build_fleet
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
 from deployer.loadgen.traffic import TrafficGenerator

@@ -26,7 +26,7 @@ from deployer.demo.report import build_report, summary_lines
 from deployer.demo.scenario import STEPS, ScriptedCommit
 from deployer.demo.seed import seed_content
 from deployer.exceptions import ConfigError, DeployerError
-from deployer.runtime import build_fleet
+from deployer.fleet import build_fleet
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
 from deployer.loadgen.traffic import TrafficGenerator

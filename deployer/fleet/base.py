@@ -113,8 +113,8 @@ class HostRuntime(Protocol):
         """Why a started instance is gone (exit status, OOM kill), or None while it runs."""
         ...
 
-    def retry_start(self, instance: Instance, reason: str, attempt: int) -> bool:
-        """After a failed start: True when another attempt may succeed (e.g. a port race)."""
+    def start_failed(self, instance: Instance, reason: str, may_retry: bool) -> str | None:
+        """Clean up a failed start; None to try again (e.g. a port race), else the reason to report."""
         ...
 
     def promote(self, instance: Instance) -> None:
@@ -122,7 +122,11 @@ class HostRuntime(Protocol):
         ...
 
     def stop(self, host: Host, *, instance: Instance | None = None, status: str = "stopped") -> None:
-        """Stop an instance (default: the slot's serving one) and record that."""
+        """Stop an instance (default: the slot's serving one) and record `status` for the slot.
+
+        With status "replaced" it may return once the instance no longer serves and finish
+        its exit in the background, overlapping with the successor's start.
+        """
         ...
 
     def probe(self, host: Host) -> HostStatus:

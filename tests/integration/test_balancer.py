@@ -1,4 +1,4 @@
-"""The balancer process in front of real sample-app hosts, driven through LocalFleet."""
+"""The balancer process in front of real sample-app hosts, driven through RoutedFleet."""
 
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ import pytest
 from deployer.fleet.local import procs
 from deployer.fleet.local.balancer_client import BalancerClient, BalancerError
 from deployer.fleet.base import Artifact
-from deployer.fleet.local.runtime import LocalFleet
+from deployer.fleet.replace import RoutedFleet
 
-from tests.fleet_support import free_port_block, make_release, processes_under
+from tests.fleet_support import free_port_block, local_fleet, make_release, processes_under
 
 pytestmark = pytest.mark.integration
 
@@ -34,7 +34,7 @@ SHA_B = "b" * 40
 class Site:
     """A running fleet behind its balancer."""
 
-    fleet: LocalFleet
+    fleet: RoutedFleet
     url: str
     admin: BalancerClient
     db: Path
@@ -42,7 +42,7 @@ class Site:
 
     def kill9(self, host_name: str) -> None:
         """SIGKILL a host's whole process group, as a crash would."""
-        state = procs.read_json(self.fleet.state_dir / "hosts" / host_name / "state.json")
+        state = procs.read_json(self.fleet.runtime.state_dir / "hosts" / host_name / "state.json")
         os.killpg(state["pid"], signal.SIGKILL)
         ref = procs.ref_from_json(state)
         assert ref is not None and procs.wait_gone(ref, 5)
@@ -50,7 +50,7 @@ class Site:
 
 @pytest.fixture
 def site_factory(tmp_path: Path) -> Iterator[Callable[..., Site]]:
-    fleets: list[LocalFleet] = []
+    fleets: list[RoutedFleet] = []
     admins: list[BalancerClient] = []
 
     def make(host_count: int = 3, **overrides: Any) -> Site:
@@ -66,9 +66,9 @@ def site_factory(tmp_path: Path) -> Iterator[Callable[..., Site]]:
             "balancer_health_interval_s": 0.25,
             **overrides,
         }
-        fleet = LocalFleet(**config)
+        fleet = local_fleet(**config)
         fleets.append(fleet)
-        url = fleet.start_balancer()
+        url = fleet.start_router()
         admins.append(BalancerClient(url))
         site = Site(fleet, url, admins[-1], tmp_path / "app.db")
         site.releases = {SHA_A: make_release(tmp_path, SHA_A), SHA_B: make_release(tmp_path, SHA_B)}

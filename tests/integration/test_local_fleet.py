@@ -1,4 +1,4 @@
-"""LocalFleet against real sample-app processes in temporary release directories."""
+"""RoutedFleet against real sample-app processes in temporary release directories."""
 
 from __future__ import annotations
 
@@ -19,9 +19,9 @@ import pytest
 from deployer.exceptions import HostFailed
 from deployer.fleet.local import procs
 from deployer.fleet.base import Artifact, Fleet
-from deployer.fleet.local.runtime import LocalFleet
+from deployer.fleet.replace import RoutedFleet
 
-from tests.fleet_support import REPO, free_port_block, make_release, processes_under
+from tests.fleet_support import REPO, free_port_block, local_fleet, make_release, processes_under
 
 pytestmark = pytest.mark.integration
 
@@ -30,7 +30,7 @@ SHA_B = "b" * 40
 
 
 class Fleets:
-    """Builds LocalFleets sharing one state_dir and ports; stops everything at the end."""
+    """Builds fleets sharing one state_dir and ports; stops everything at the end."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -46,10 +46,10 @@ class Fleets:
             "drain_timeout_s": 5.0,
             "stop_timeout_s": 5.0,
         }
-        self.made: list[LocalFleet] = []
+        self.made: list[RoutedFleet] = []
 
-    def new(self, **overrides: Any) -> LocalFleet:
-        fleet = LocalFleet(**{**self.config, **overrides})
+    def new(self, **overrides: Any) -> RoutedFleet:
+        fleet = local_fleet(**{**self.config, **overrides})
         self.made.append(fleet)
         return fleet
 
@@ -89,12 +89,12 @@ def release_b(tmp_path: Path) -> Artifact:
     return make_release(tmp_path, SHA_B)
 
 
-def deploy_all(fleet: LocalFleet, artifact: Artifact) -> None:
+def deploy_all(fleet: RoutedFleet, artifact: Artifact) -> None:
     with ThreadPoolExecutor(max_workers=len(fleet.hosts())) as pool:
         list(pool.map(lambda host: fleet.deploy(host, artifact), fleet.hosts()))
 
 
-def versions(fleet: LocalFleet) -> list[str | None]:
+def versions(fleet: RoutedFleet) -> list[str | None]:
     return [fleet.probe(host).version for host in fleet.hosts()]
 
 
@@ -106,7 +106,7 @@ def test_deploy_one_host_then_replay_is_a_noop(
     assert [h.address for h in fleet.hosts()] == [
         f"http://127.0.0.1:{fleets.config['base_port'] + i}" for i in range(3)
     ]
-    fleet.start_balancer()
+    fleet.start_router()
     deploy_all(fleet, release_a)
     statuses = [fleet.probe(host) for host in fleet.hosts()]
     assert all(s.running and s.healthy and s.version == SHA_A for s in statuses)
@@ -116,8 +116,8 @@ def test_deploy_one_host_then_replay_is_a_noop(
     assert result.changed and result.version == SHA_B and result.notes == []
     assert result.start_s > 0 and result.health_s > 0 and result.total_s < 20
     assert versions(fleet) == [SHA_B, SHA_A, SHA_A]
-    assert fleet.balancer is not None
-    assert all(h["in_rotation"] for h in fleet.balancer.client.hosts().values())
+    assert fleet.router is not None
+    assert all(h["in_rotation"] for h in fleet.router.client.hosts().values())
 
     began = time.monotonic()
     again = fleet.deploy(host, release_b)
@@ -141,7 +141,7 @@ def test_crashing_release_fails_the_host_which_can_go_back(
 ) -> None:
     bad = make_release(tmp_path, "c" * 40, prelude='raise SystemExit("boom")')
     fleet = fleets.new()
-    fleet.start_balancer()
+    fleet.start_router()
     host = fleet.hosts()[2]
     fleet.deploy(host, release_a)
     with pytest.raises(HostFailed) as failure:
@@ -150,12 +150,12 @@ def test_crashing_release_fails_the_host_which_can_go_back(
     assert "boom" in failure.value.reason and "exited with status 1" in failure.value.reason
     status = fleet.probe(host)
     assert not status.running and not status.healthy
-    assert fleet.balancer is not None
-    assert fleet.balancer.client.hosts()[host.name]["in_rotation"] is False
+    assert fleet.router is not None
+    assert fleet.router.client.hosts()[host.name]["in_rotation"] is False
 
     assert fleet.deploy(host, release_a).changed
     assert fleet.probe(host).version == SHA_A
-    assert fleet.balancer.client.hosts()[host.name]["in_rotation"] is True
+    assert fleet.router.client.hosts()[host.name]["in_rotation"] is True
 
 
 def test_release_that_never_gets_healthy_times_out_and_is_stopped(fleets: Fleets, tmp_path: Path) -> None:
@@ -175,12 +175,12 @@ CONTROLLER = """
 import json, os, signal, sys
 from pathlib import Path
 from deployer.fleet.base import Artifact
-from deployer.fleet.local.runtime import LocalFleet
+from tests.fleet_support import local_fleet
 config = json.loads(sys.argv[1])
 config["state_dir"] = Path(config["state_dir"])
 artifact = Artifact(*config.pop("artifact"))
-fleet = LocalFleet(**config)
-fleet.start_balancer()
+fleet = local_fleet(**config)
+fleet.start_router()
 for host in fleet.hosts():
     fleet.deploy(host, artifact)
 os.kill(os.getpid(), signal.SIGKILL)
@@ -201,9 +201,9 @@ def test_new_controller_adopts_the_fleet_after_sigkill(
     fleet = fleets.new(host_count=2)
     statuses = [fleet.probe(host) for host in fleet.hosts()]
     assert all(s.running and s.healthy and s.version == SHA_A for s in statuses), statuses
-    assert fleet.balancer_url is not None
-    assert httpx.get(fleet.balancer_url + "/version").json()["version"] == SHA_A
-    assert fleet.start_balancer() == fleet.balancer_url  # adopts, does not start a second one
+    assert fleet.traffic_url is not None
+    assert httpx.get(fleet.traffic_url + "/version").json()["version"] == SHA_A
+    assert fleet.start_router() == fleet.traffic_url  # adopts, does not start a second one
 
     assert not fleet.deploy(fleet.hosts()[0], release_a).changed
     assert fleet.deploy(fleet.hosts()[1], release_b).changed  # stops a process it did not start
@@ -240,7 +240,7 @@ def test_orphan_holding_the_port_is_replaced(
 
 def test_stop_all_leaves_no_process(fleets: Fleets, release_a: Artifact) -> None:
     fleet = fleets.new()
-    fleet.start_balancer()
+    fleet.start_router()
     deploy_all(fleet, release_a)
     pids = [httpx.get(h.address + "/version").json()["pid"] for h in fleet.hosts()]
     balancer_pid = json.loads((fleets.config["state_dir"] / "balancer.json").read_text())["pid"]

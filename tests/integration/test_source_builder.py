@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deployer.builder import ReleaseBuilder
+from deployer.fleet.local.builder import ReleaseBuilder
 from deployer.exceptions import SourceError
 from deployer.source import GitSource
 from deployer.tests_runner import run_tests

@@ -100,6 +100,11 @@ class HostProcesses:
         )
         return proc, offset
 
+    def exit_code(self, name: str) -> int | None:
+        """The exit status of the process this object last started for `name`, None while it runs."""
+        proc = self._popen.get(name)
+        return None if proc is None else proc.poll()
+
     def mark_running(self, name: str) -> None:
         """Record that the host passed its consecutive health checks."""
         self.write_state(name, {**self.read_state(name), "status": "running"})

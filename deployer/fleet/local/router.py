@@ -1,4 +1,4 @@
-"""The local fleet's balancer process: start or adopt it, stop it, drain and enable hosts.
+"""The built-in router: a balancer process to start or adopt, stop, and drain and enable hosts through.
 
 The balancer runs in its own session so it keeps serving while the controller is down;
 its pid and start time live in `state_dir/balancer.json`, its output in
@@ -21,7 +21,7 @@ from typing import Any
 from deployer.exceptions import DeployerError
 from deployer.fleet.local import procs
 from deployer.fleet.local.balancer_client import BalancerClient, BalancerError
-from deployer.fleet.base import Host
+from deployer.fleet.base import Host, HostTraffic
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ POLL_S = 0.02
 
 
 class BalancerProcess:
-    """One balancer process in front of the local fleet's hosts."""
+    """One balancer process in front of the fleet's hosts (a Router)."""
 
     def __init__(
         self,
@@ -138,12 +138,18 @@ class BalancerProcess:
                 f"drain timed out after {self.drain_timeout_s:g}s with {info.get('in_flight')} in flight"
             )
 
-    def enable(self, host: Host, notes: list[str]) -> None:
-        """Put `host` back in rotation and wait until the balancer's own check lets it in."""
+    def enable(self, host: Host, address: str, notes: list[str]) -> None:
+        """Point `host` at `address`, put it back in rotation, wait until the balancer's check lets it in."""
+        try:
+            self.client.set_address(host.name, address)  # a no-op when unchanged
+        except BalancerError as exc:
+            notes.append(f"enable skipped: {exc}")
+            log.warning("enable of %s skipped: %s", host.name, exc)
+            return
         deadline = time.monotonic() + max(2.0, 3 * self.health_interval_s)
         while True:
             try:
-                info = self._call(host, lambda: self.client.enable(host.name))
+                info = self.client.enable(host.name)
             except BalancerError as exc:
                 notes.append(f"enable skipped: {exc}")
                 log.warning("enable of %s skipped: %s", host.name, exc)
@@ -154,6 +160,25 @@ class BalancerProcess:
                 notes.append(f"not in rotation yet: {info.get('last_error') or 'health check pending'}")
                 return
             time.sleep(POLL_S)
+
+    def set_weight(self, host: Host, weight: int) -> None:
+        """The built-in balancer shares traffic equally: weight 0 takes the host out, any other puts it in."""
+        if not 0 <= weight <= 256:
+            raise DeployerError(f"weight {weight} for {host.name} is out of range; use 0-256")
+        if weight == 0:
+            self._call(host, lambda: self.client.drain(host.name, 0.0))
+        else:
+            self._call(host, lambda: self.client.enable(host.name))
+
+    def traffic(self) -> dict[str, HostTraffic]:
+        """Per-host in-flight and served counts as the balancer counts them."""
+        try:
+            hosts = self.client.hosts()
+        except BalancerError as exc:
+            raise DeployerError(f"built-in balancer at {self.url}: {exc}") from exc
+        return {name: HostTraffic(in_flight=int(h.get("in_flight", 0)), served=int(h.get("served", 0)),
+                                  in_rotation=bool(h.get("in_rotation")))
+                for name, h in hosts.items()}
 
     def _call(self, host: Host, action: Callable[[], dict[str, Any]]) -> dict[str, Any]:
         """Run an admin call, registering the host first if the balancer does not know it."""

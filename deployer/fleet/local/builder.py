@@ -1,4 +1,4 @@
-"""Turn a commit into an artifact: a release directory that hosts run from.
+"""Turn a commit into a release directory that local hosts run from (and Docker images are built from).
 
 Release directories are kept (up to a limit) so that a rollback never rebuilds:
 going back to a known-good version only restarts hosts on a folder that is there.
