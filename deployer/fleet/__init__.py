@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from deployer.fleet.local.builder import ReleaseBuilder
 from deployer.fleet.base import Builder, Host, Router
+from deployer.fleet.haproxy import HaproxyRouter
 from deployer.fleet.health import HealthPolicy, HttpHealth
 from deployer.fleet.local.router import BalancerProcess
 from deployer.fleet.local.runtime import LocalRuntime
 from deployer.fleet.replace import RoutedFleet
-from deployer.settings import LocalFleetSettings, Settings
+from deployer.pipeline import rollout_order
+from deployer.settings import HaproxyRouterSettings, LocalFleetSettings, Settings
 from deployer.source import GitSource
 
 __all__ = ["RoutedFleet", "build_builder", "build_fleet"]
@@ -27,7 +29,15 @@ def health_policy(settings: Settings) -> HealthPolicy:
 
 def build_router(settings: Settings, hosts: list[Host]) -> Router:
     """The router named in the settings, in front of `hosts`."""
-    fleet = settings.fleet
+    fleet, router = settings.fleet, settings.router
+    if isinstance(router, HaproxyRouterSettings):
+        # Canary and baseline slots come first (pipeline.rollout_order) and get the same share,
+        # so the comparison stays fair.
+        canary, baseline, _ = rollout_order([h.name for h in hosts], settings.rollout.canary_hosts)
+        return HaproxyRouter(socket_path=settings.path(router.socket), backend=router.backend,
+                             server_name=router.server_name, hosts=hosts, traffic_url=router.traffic_url,
+                             weight=router.weight, weights={n: router.canary_weight for n in canary + baseline},
+                             drain_timeout_s=fleet.drain_timeout, timeout_s=router.timeout)
     return BalancerProcess(state_dir=settings.workdir_path / "fleet", bind=fleet.bind, port=fleet.balancer_port,
                            hosts=hosts, health_path="/healthz", health_interval_s=0.5,
                            drain_timeout_s=fleet.drain_timeout)

@@ -10,10 +10,10 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("deployer", "canary", "dashboards", "sample_app")
 PLATFORM = ("deployer", "canary", "dashboards")
-# Each third-party SDK has exactly one owner module.
+# Each third-party SDK has exactly one owner: a module, or a package folder (ending in "/").
 SDK_OWNERS = {
     "git": "deployer/source.py",
-    "docker": "deployer/fleet/docker.py",
+    "docker": "deployer/fleet/docker/",
     "rq": "deployer/queue.py",
     "prometheus_api_client": "canary/sources.py",
 }
@@ -27,13 +27,29 @@ PURE_ALLOWED_THIRD_PARTY = {"numpy", "scipy"}
 
 def modules() -> list[Path]:
     found = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "tests" not in p.parts[len(ROOT.parts):]]
-    found.append(ROOT / "hooks" / "post-receive")
+    found.extend(hook_scripts())
     return sorted(found)
+
+
+def hook_scripts(python: bool = True) -> list[Path]:
+    """The git hooks the platform ships in hooks/: the Python ones, or (python=False) the others."""
+    found = []
+    for path in sorted((ROOT / "hooks").iterdir()):
+        if not path.is_file() or path.suffix not in ("", ".py", ".sh"):
+            continue
+        first = path.read_text(errors="replace").split("\n", 1)[0]
+        if (path.suffix == ".py" or "python" in first) == python:
+            found.append(path)
+    return found
 
 
 def imports_of(path: Path) -> set[str]:
     """Absolute dotted names a module imports (relative imports resolved against its package)."""
-    tree = ast.parse(path.read_text(), filename=str(path))
+    return _imports_of_text(path.read_text(), path)
+
+
+def _imports_of_text(text: str, path: Path) -> set[str]:
+    tree = ast.parse(text, filename=str(path))
     rel = path.relative_to(ROOT).with_suffix("")
     package = list(rel.parts[:-1])
     names: set[str] = set()
@@ -87,10 +103,39 @@ def test_app_and_hooks_import_nothing_from_the_platform(path: Path) -> None:
     assert not {top(n) for n in imports_of(path)} & set(PLATFORM)
 
 
+def owned_by(path: str, owner: str) -> bool:
+    """True when `path` is the owner module, or inside the owner package folder."""
+    return path.startswith(owner) if owner.endswith("/") else path == owner
+
+
 @pytest.mark.parametrize("sdk", sorted(SDK_OWNERS))
 def test_each_sdk_has_one_owner(sdk: str) -> None:
     importers = {name_of(p) for p in ALL if sdk in {top(n) for n in imports_of(p)}}
-    assert importers <= {SDK_OWNERS[sdk]}, importers
+    strays = {path for path in importers if not owned_by(path, SDK_OWNERS[sdk])}
+    assert not strays, f"{sdk} imported outside {SDK_OWNERS[sdk]}: {sorted(strays)}"
+
+
+def test_a_stray_docker_import_would_be_caught(tmp_path: Path) -> None:
+    # The rule itself must bite: a module outside deployer/fleet/docker/ importing docker is a stray.
+    assert not owned_by("deployer/fleet/local/runtime.py", SDK_OWNERS["docker"])
+    assert not owned_by("deployer/fleet/docker.py", SDK_OWNERS["docker"])
+    assert owned_by("deployer/fleet/docker/engines.py", SDK_OWNERS["docker"])
+    stray = ROOT / "deployer" / "fleet" / "local" / "stray_check.py"
+    tree_imports = {top(n) for n in _imports_of_text("import docker.errors\nfrom docker import DockerClient\n", stray)}
+    assert "docker" in tree_imports
+
+
+def test_every_hook_script_is_checked() -> None:
+    hooks = hook_scripts()
+    assert {p.name for p in hooks} >= {"post-receive"}
+    assert all(p in ALL for p in hooks)
+
+
+def test_shell_hooks_call_only_the_api() -> None:
+    # A shell hook cannot import; it must not run platform code either (`python -m deployer...`).
+    for path in hook_scripts(python=False):
+        text = path.read_text()
+        assert not any(f"-m {pkg}" in text or f"import {pkg}" in text for pkg in PLATFORM), path
 
 
 def _closure(start: Path) -> dict[str, set[str]]:

@@ -54,6 +54,19 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     ("analysis: {source: graphite}", "analysis.source: \"graphite\" is not allowed"),
     ("analysis: {canary: {confidence: 2}}", "analysis.canary.confidence"),
     ("databse: {url: x}", "databse: unknown field; expected one of: source, workdir, database"),
+    ("fleet: {backend: k8s}", "fleet.backend: \"k8s\" is not allowed; use 'local' or 'docker'"),
+    ("fleet: {engines: ['unix:///x.sock']}", "fleet.engines: unknown field; expected one of: backend, hosts"),
+    ("fleet: {backend: docker, engines: ['http://127.0.0.1:2375']}",
+     'fleet.engines: "http://127.0.0.1:2375" is not an engine URL; use unix:///var/run/docker.sock'),
+    ("fleet: {backend: docker, memory: lots}", 'fleet.memory: "lots" is not a memory size; use e.g. "256m"'),
+    ("fleet: {backend: docker, cpus: 0}", "fleet.cpus: 0 is out of range; use a value greater than 0"),
+    ("router: {kind: nginx}", "router.kind: \"nginx\" is not allowed; use 'builtin' or 'haproxy'"),
+    ("router: {kind: haproxy}", "router.socket: is required but missing; add it"),
+    ("router: {kind: haproxy, socket: /run/a.sock, server_name: web}",
+     'router.server_name: "web" names every host the same; use e.g. "host-{index}"'),
+    ("router: {kind: haproxy, socket: /run/a.sock, canary_weight: 999}",
+     "router.canary_weight: 999 is out of range; use a value less than or equal to 256"),
+    ("router: {socket: /run/a.sock}", "router.socket: unknown field; expected one of: kind"),
 ])
 def test_each_error_names_field_value_and_fix(tmp_path: Path, text: str, expected: str) -> None:
     found = problems(tmp_path, "source: {repository: r.git}\n" + text + "\n")
@@ -87,6 +100,27 @@ def test_environment_wins_over_the_file(tmp_path: Path) -> None:
                                             "UNRELATED": "1"})
     assert settings.rollout.canary_bake == 7.0
     assert settings.database_url == "postgresql+psycopg://u@127.0.0.1/db"
+
+
+def test_each_backend_has_its_own_fields(tmp_path: Path) -> None:
+    text = ("source: {repository: r}\nfleet: {backend: docker, hosts: 4, engines: ['unix:///a.sock', 'ssh://ops@box']}\n"
+            "router: {kind: haproxy, socket: run/admin.sock, backend: web}\n")
+    settings = load_settings(write(tmp_path, text), environ={})
+    assert settings.fleet.backend == "docker" and settings.fleet.engines == ["unix:///a.sock", "ssh://ops@box"]
+    assert settings.fleet.base_image == "python:3.11-slim" and settings.fleet.hosts == 4
+    assert settings.router.kind == "haproxy" and settings.router.backend == "web"
+    assert settings.path(settings.router.socket) == tmp_path / "run" / "admin.sock"
+    local = load_settings(write(tmp_path, "source: {repository: r}\n"), environ={})
+    assert local.fleet.backend == "local" and local.router.kind == "builtin"
+
+
+def test_environment_can_choose_the_backend_and_its_nested_fields(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "source: {repository: r}\nfleet: {hosts: 3}\n"), environ={
+        "DEPLOYER__FLEET__BACKEND": "docker", "DEPLOYER__FLEET__ENGINES": '["tcp://127.0.0.1:2375"]',
+        "DEPLOYER__ROUTER__KIND": "haproxy", "DEPLOYER__ROUTER__SOCKET": "/run/haproxy/admin.sock"})
+    assert settings.fleet.backend == "docker" and settings.fleet.hosts == 3
+    assert settings.fleet.engines == ["tcp://127.0.0.1:2375"]
+    assert settings.router.kind == "haproxy" and settings.router.socket == "/run/haproxy/admin.sock"
 
 
 def test_bad_environment_value_is_reported_like_a_file_value(tmp_path: Path) -> None:
