@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -261,7 +260,7 @@ def test_early_pass_needs_strong_evidence() -> None:
     assert v.decided_at is not None and v.decided_at < 19
     assert "early pass" in v.reason
     # The same traffic with the early pass switched off waits for the end of the window.
-    off = dataclasses.replace(config, early_pass=False)
+    off = config.model_copy(update={"early_pass": False})
     assert replay(off, b, c).decided_at is None
 
 
