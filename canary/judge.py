@@ -5,8 +5,8 @@ Rules, in order (each verdict's ``reason`` names the one that decided):
 1. Sequential error test (anytime valid, any time): fail as soon as its e-value reaches 1/alpha.
 2. Source problems: never pass; final verdict inconclusive.
 3. Minimum evidence (requests per side, intervals): below it, keep watching; final inconclusive.
-4. Final call: >= 50% of metrics without data fails; a failing critical metric fails; then the
-   weighted score: >= pass passes, anything lower fails (below marginal, or marginal).
+4. Final call: >= 50% of metrics without data fails; a critical metric that has no data, or
+   is high/low beyond its critical threshold, fails (Kayenta's rules); then the weighted score: >= pass passes, anything lower fails (below marginal, or marginal).
    Each metric is classified by its rank test (canary.classify.classify_metric): high or low
    only when the confidence interval of the shift lies beyond the allowed effect size.
 5. Interim call (``final=False``), looked at after every interval: the rank tests run at a
@@ -26,6 +26,7 @@ from .classify import classify_metric, classify_trend, sequential_errors
 from .config_model import CanaryConfig
 from .exceptions import InvalidSamples
 from .samples import Samples
+from .scoring import group_scores, summary_score
 from .stats import look_alpha
 from .verdict import Classification, MetricResult, Result, Verdict
 
@@ -49,19 +50,6 @@ def _evidence(config: CanaryConfig, baseline: Samples, canary: Samples, n: int) 
     return ev, "; ".join(short)
 
 
-def _score(config: CanaryConfig, rows: list[MetricResult]) -> float | None:
-    """Return the weighted score: per group, passes over counted metrics; groups without data drop out."""
-    total = weight_sum = 0.0
-    for group, weight in config.classifier.group_weights.items():
-        counted = [r for r in rows if r.group == group and r.counted and r.classification is not Classification.NODATA]
-        if not counted or weight <= 0:
-            continue
-        passes = sum(r.classification is Classification.PASS for r in counted)
-        total += weight * 100.0 * passes / len(counted)
-        weight_sum += weight
-    return total / weight_sum if weight_sum > 0 else None
-
-
 def _score_class(config: CanaryConfig, score: float | None) -> str | None:
     """Classify the score against the pass and marginal thresholds."""
     if score is None:
@@ -73,7 +61,7 @@ def _score_class(config: CanaryConfig, score: float | None) -> str | None:
 
 def _failing(rows: list[MetricResult]) -> str:
     """Name the failing metrics for a reason line."""
-    return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed)
+    return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed or r.critical_failure)
 
 
 def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bool) -> Verdict:
@@ -118,8 +106,9 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         seq = sequential_errors(config.sequential, error_allowance, b, c, alpha, group)
         if seq is not None:
             rows.append(seq.result)
-    score = _score(config, rows)
-    verdict = Verdict(Result.CONTINUE, score, "", rows, None, _score_class(config, score), n, final)
+    groups = group_scores(config, rows)
+    score = summary_score(groups)
+    verdict = Verdict(Result.CONTINUE, score, "", rows, None, _score_class(config, score), n, final, groups=groups)
     verdict.evidence, short = _evidence(config, b, c, n)
 
     def decide(result: Result, reason: str, at: int | None = None) -> Verdict:
@@ -135,12 +124,13 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         return decide(Result.INCONCLUSIVE, "metrics source problems: " + "; ".join(problems))
     if short:
         return decide(Result.INCONCLUSIVE if final else Result.CONTINUE, f"too little evidence: {short}")
-    critical = [r for r in rows if r.critical and r.failed]
+    critical = [r for r in rows if r.critical_failure]
     if final:
-        if nodata * 2 >= len(config.metrics):
-            return decide(Result.FAIL, f"{nodata} of {len(config.metrics)} metrics have no data (>= 50%)")
+        # Kayenta's order: critical failures first, then too many metrics without data.
         if critical:
             return decide(Result.FAIL, f"critical metric failed: {_failing(critical)}")
+        if nodata * 2 >= len(config.metrics):
+            return decide(Result.FAIL, f"{nodata} of {len(config.metrics)} metrics have no data (>= 50%)")
         if score is None:
             return decide(Result.INCONCLUSIVE, "no metric has data to score")
         if score >= config.classifier.pass_score:
@@ -148,6 +138,8 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         return decide(Result.FAIL, f"score {score:.1f} < pass {config.classifier.pass_score:g} "
                       f"({verdict.score_class}): {_failing(rows)}")
     at = n - 1
+    # Mid-bake, a critical metric without data may still get some: only its final call fails on that.
+    critical = [r for r in critical if r.classification is not Classification.NODATA]
     if critical:
         return decide(Result.FAIL, f"critical metric failed at {conf:.4%} confidence: {_failing(critical)}", at)
     if score is not None and score < config.classifier.marginal_score:
