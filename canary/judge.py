@@ -2,7 +2,8 @@
 
 Rules, in order (each verdict's ``reason`` names the one that decided):
 
-1. Sequential error test (anytime valid, any time): fail as soon as its e-value reaches 1/alpha.
+1. Sequential tests (anytime valid, any time): fail as soon as an e-value reaches 1/alpha: 5xx
+   errors, and (canary.counts) unexpected answers and the latency tail, pooled and per route.
 2. Source problems: never pass; final verdict inconclusive.
 3. Minimum evidence (requests per side, intervals): below it, keep watching; final inconclusive.
 4. Final call: >= 50% of metrics without data fails; a critical metric that has no data, or
@@ -24,6 +25,7 @@ import numpy as np
 
 from .classify import classify_metric, classify_trend, sequential_errors
 from .config_model import CanaryConfig
+from .counts import count_tests
 from .exceptions import InvalidSamples
 from .samples import Samples
 from .scoring import group_scores, summary_score
@@ -106,16 +108,25 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         seq = sequential_errors(config.sequential, error_allowance, b, c, alpha, group)
         if seq is not None:
             rows.append(seq.result)
+    counts = count_tests(config, b, c)
+    rows.extend(counts.rows)
     groups = group_scores(config, rows)
     score = summary_score(groups)
     verdict = Verdict(Result.CONTINUE, score, "", rows, None, _score_class(config, score), n, final, groups=groups)
     verdict.evidence, short = _evidence(config, b, c, n)
+    verdict.thin_routes = list(counts.thin_routes)
 
     def decide(result: Result, reason: str, at: int | None = None) -> Verdict:
         verdict.result, verdict.reason = result, reason
         verdict.decided_at = None if at is None else at + warm
         return verdict
 
+    seq_at = seq.crossed_at if seq is not None and seq.crossed_at is not None else None
+    if counts.failing is not None and counts.crossed_at is not None and (seq_at is None or counts.crossed_at < seq_at):
+        row = counts.failing
+        where = f" on route {row.route}" if row.route else ""
+        return decide(Result.FAIL, f"{row.name.split('@')[0].replace('_', ' ')}{where}: {row.explanation.note}",
+                      counts.crossed_at)
     if seq is not None and seq.crossed_at is not None:
         e = seq.result.explanation.e_value or 0.0
         return decide(Result.FAIL, f"sequential error test: e-value {e:.3g} >= {1 / config.sequential.alpha:.3g} "
@@ -178,6 +189,10 @@ def _first_look_that_can_decide(config: CanaryConfig, baseline: Samples, canary:
         outcome = sequential_errors(seq, 1.0, tb, tc, 1.0 - config.confidence, "")
         if outcome is not None and outcome.crossed_at is not None:
             start = min(start, warm + outcome.crossed_at + 1)
+    # The count tests are cumulative too (the tail's bounds come from a fixed first stretch).
+    counts = count_tests(config, baseline.tail(warm).head(n - warm), canary.tail(warm).head(n - warm))
+    if counts.crossed_at is not None:
+        start = min(start, warm + counts.crossed_at + 1)
     return max(start, 1)
 
 
