@@ -20,7 +20,17 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from .samples import CPU_SECONDS, ERRORS, LATENCY_P99, REQUESTS, RSS_BYTES, STANDARD_SERIES, UNEXPECTED, Samples
+from .samples import (
+    CPU_SECONDS,
+    ERRORS,
+    HANDLER_CPU_SECONDS,
+    LATENCY_P99,
+    REQUESTS,
+    RSS_BYTES,
+    STANDARD_SERIES,
+    UNEXPECTED,
+    Samples,
+)
 from .scrape import HostReading, parse_exposition, role_interval
 
 logger = logging.getLogger(__name__)
@@ -141,6 +151,7 @@ DEFAULT_QUERIES: dict[str, str] = {
              "or (0 * sum(increase(http_requests_total{{{sel}}}[{w}])))"),
     LATENCY_P99: "histogram_quantile(0.99, sum by (le) (increase(http_request_duration_seconds_bucket{{{sel}}}[{w}])))",
     CPU_SECONDS: "sum(increase(process_cpu_seconds_total{{{sel}}}[{w}]))",
+    HANDLER_CPU_SECONDS: "sum(increase(http_request_cpu_seconds_total{{{sel}}}[{w}]))",
     # Answers neither 2xx nor 3xx (499, the client going away, is nobody's answer).
     UNEXPECTED: ('sum(increase(http_requests_total{{{sel},status!~"[23]..|499"}}[{w}])) '
                  "or (0 * sum(increase(http_requests_total{{{sel}}}[{w}])))"),

@@ -24,12 +24,12 @@ def test_none_and_empty_give_the_defaults() -> None:
     assert load_canary_config({}) == DEFAULT_CONFIG
 
 
-def test_defaults_understand_the_five_standard_series() -> None:
+def test_defaults_understand_the_standard_series() -> None:
     used = set()
     for m in DEFAULT_CONFIG.metrics:
         used.update(m.ratio or (m.series,))
     used.add(DEFAULT_CONFIG.memory_trend.series)
-    assert used == {"requests", "errors", "latency_p99_s", "cpu_seconds", "rss_bytes"}
+    assert used == {"requests", "errors", "latency_p99_s", "cpu_seconds", "handler_cpu_seconds", "rss_bytes"}
     assert DEFAULT_CONFIG.confidence == 0.98
     assert DEFAULT_CONFIG.sequential.alpha == 0.01
     assert sum(DEFAULT_CONFIG.classifier.group_weights.values()) == 100
