@@ -70,10 +70,18 @@ def classify_metric(metric: MetricConfig, baseline: Samples, canary: Samples,
     c = prepare(metric, metric_values(metric, canary))
     es = metric.effect_size
     threshold = {"allowedIncrease": es.allowed_increase, "allowedDecrease": es.allowed_decrease}
+    if metric.critical:
+        threshold.update(criticalIncrease=es.critical_increase, criticalDecrease=es.critical_decrease)
     if len(b) == 0 or len(c) == 0:
         missing = "canary" if len(c) == 0 else "baseline"
-        expl = Explanation(Rule.NODATA, len(b), len(c), threshold=threshold, note=f"no {missing} data")
-        return MetricResult(metric.name, metric.group, Classification.NODATA, metric.critical, expl), False
+        # Kayenta: a critical metric without data fails the canary; a non-critical one that
+        # must have data counts as failed in its group; any other is left out of the score.
+        cls = Classification.NODATA_FAIL if metric.must_have_data and not metric.critical else Classification.NODATA
+        rule = ("a critical metric without data fails the canary" if metric.critical else
+                "mustHaveData: counts as failed in its group" if metric.must_have_data else "left out of the score")
+        expl = Explanation(Rule.NODATA, len(b), len(c), threshold=threshold, note=f"no {missing} data; {rule}")
+        return MetricResult(metric.name, metric.group, cls, metric.critical, expl,
+                            critical_failure=metric.critical), False
     mb, mc = float(np.mean(b)), float(np.mean(c))
     ratio = mean_ratio(b, c)
     if len(b) == len(c) and np.array_equal(np.sort(b), np.sort(c)):
@@ -107,9 +115,16 @@ def classify_metric(metric: MetricConfig, baseline: Samples, canary: Samples,
         why = f"interval and ratio x{_fmt(ratio)} beyond allowed x{_fmt(bound)}"
     note = (f"canary {_fmt(mc)} vs baseline {_fmt(mb)} (x{_fmt(ratio)}); shift {_fmt(t.estimate)} "
             f"[{_fmt(t.lower)}, {_fmt(t.upper)}] at {confidence:.4%}; {why}")
+    # Kayenta's critical thresholds: only a change at least this large fails the whole canary.
+    critical = metric.critical and (
+        (final is Classification.HIGH and ratio >= es.critical_increase)
+        or (final is Classification.LOW and ratio <= es.critical_decrease))
+    if metric.critical and final in (Classification.HIGH, Classification.LOW) and not critical:
+        bound = es.critical_increase if final is Classification.HIGH else es.critical_decrease
+        note += f"; within the critical threshold x{_fmt(bound)}, so it only lowers the score"
     expl = Explanation(Rule.MANN_WHITNEY, t.n_baseline, t.n_canary, mb, mc, t.estimate, (t.lower, t.upper),
                        confidence, ratio, threshold, t.p_value, None, note)
-    return MetricResult(metric.name, metric.group, final, metric.critical, expl), inside
+    return MetricResult(metric.name, metric.group, final, metric.critical, expl, critical_failure=critical), inside
 
 
 def classify_trend(trend: MemoryTrend, baseline: Samples, canary: Samples,
@@ -132,12 +147,13 @@ def classify_trend(trend: MemoryTrend, baseline: Samples, canary: Samples,
     allowed = trend.allowed_growth_percent_per_minute
     leak = lo > allowed
     cls = Classification.HIGH if leak else Classification.PASS
+    crit = trend.critical and leak
     why = "grows faster than allowed" if leak else "no growth beyond the allowed rate shown"
     note = (f"canary-minus-baseline slope {_fmt(slope)} %/min [{_fmt(lo)}, {_fmt(hi)}] at {confidence:.4%}, "
             f"allowed {_fmt(allowed)} %/min of baseline level {_fmt(t.baseline_level)}; {why}")
     expl = Explanation(Rule.TREND, t.n, t.n, t.baseline_level, None, slope, (lo, hi), confidence, None,
                        threshold, None, None, note)
-    return MetricResult(name, trend.group, cls, trend.critical, expl), hi <= allowed
+    return MetricResult(name, trend.group, cls, trend.critical, expl, critical_failure=crit), hi <= allowed
 
 
 @dataclass(frozen=True)
@@ -179,5 +195,6 @@ def sequential_errors(seq: Sequential, allowed_ratio: float, baseline: Samples, 
             f"{_fmt(e_max)}; {decision}")
     expl = Explanation(Rule.SEQUENTIAL, br, cr, rate_b, rate_c, ratio, None, 1.0 - seq.alpha, ratio,
                        {"eValue": threshold, "allowedIncrease": seq.allowed_increase}, None, e_max, note)
-    row = MetricResult(f"{seq.errors}_sequential", group, cls, True, expl, counted=False)
+    row = MetricResult(f"{seq.errors}_sequential", group, cls, True, expl, counted=False,
+                       critical_failure=crossed is not None)
     return SequentialOutcome(row, crossed, shown)

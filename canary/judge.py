@@ -2,11 +2,12 @@
 
 Rules, in order (each verdict's ``reason`` names the one that decided):
 
-1. Sequential error test (anytime valid, any time): fail as soon as its e-value reaches 1/alpha.
+1. Sequential tests (anytime valid, any time): fail as soon as an e-value reaches 1/alpha: 5xx
+   errors, and (canary.counts) unexpected answers and the latency tail, pooled and per route.
 2. Source problems: never pass; final verdict inconclusive.
 3. Minimum evidence (requests per side, intervals): below it, keep watching; final inconclusive.
-4. Final call: >= 50% of metrics without data fails; a failing critical metric fails; then the
-   weighted score: >= pass passes, anything lower fails (below marginal, or marginal).
+4. Final call: >= 50% of metrics without data fails; a critical metric that has no data, or
+   is high/low beyond its critical threshold, fails (Kayenta's rules); then the weighted score: >= pass passes, anything lower fails (below marginal, or marginal).
    Each metric is classified by its rank test (canary.classify.classify_metric): high or low
    only when the confidence interval of the shift lies beyond the allowed effect size.
 5. Interim call (``final=False``), looked at after every interval: the rank tests run at a
@@ -24,8 +25,10 @@ import numpy as np
 
 from .classify import classify_metric, classify_trend, sequential_errors
 from .config_model import CanaryConfig
+from .counts import count_tests
 from .exceptions import InvalidSamples
 from .samples import Samples
+from .scoring import group_scores, summary_score
 from .stats import look_alpha
 from .verdict import Classification, MetricResult, Result, Verdict
 
@@ -49,19 +52,6 @@ def _evidence(config: CanaryConfig, baseline: Samples, canary: Samples, n: int) 
     return ev, "; ".join(short)
 
 
-def _score(config: CanaryConfig, rows: list[MetricResult]) -> float | None:
-    """Return the weighted score: per group, passes over counted metrics; groups without data drop out."""
-    total = weight_sum = 0.0
-    for group, weight in config.classifier.group_weights.items():
-        counted = [r for r in rows if r.group == group and r.counted and r.classification is not Classification.NODATA]
-        if not counted or weight <= 0:
-            continue
-        passes = sum(r.classification is Classification.PASS for r in counted)
-        total += weight * 100.0 * passes / len(counted)
-        weight_sum += weight
-    return total / weight_sum if weight_sum > 0 else None
-
-
 def _score_class(config: CanaryConfig, score: float | None) -> str | None:
     """Classify the score against the pass and marginal thresholds."""
     if score is None:
@@ -73,7 +63,7 @@ def _score_class(config: CanaryConfig, score: float | None) -> str | None:
 
 def _failing(rows: list[MetricResult]) -> str:
     """Name the failing metrics for a reason line."""
-    return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed)
+    return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed or r.critical_failure)
 
 
 def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bool) -> Verdict:
@@ -118,15 +108,25 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         seq = sequential_errors(config.sequential, error_allowance, b, c, alpha, group)
         if seq is not None:
             rows.append(seq.result)
-    score = _score(config, rows)
-    verdict = Verdict(Result.CONTINUE, score, "", rows, None, _score_class(config, score), n, final)
+    counts = count_tests(config, b, c)
+    rows.extend(counts.rows)
+    groups = group_scores(config, rows)
+    score = summary_score(groups)
+    verdict = Verdict(Result.CONTINUE, score, "", rows, None, _score_class(config, score), n, final, groups=groups)
     verdict.evidence, short = _evidence(config, b, c, n)
+    verdict.thin_routes = list(counts.thin_routes)
 
     def decide(result: Result, reason: str, at: int | None = None) -> Verdict:
         verdict.result, verdict.reason = result, reason
         verdict.decided_at = None if at is None else at + warm
         return verdict
 
+    seq_at = seq.crossed_at if seq is not None and seq.crossed_at is not None else None
+    if counts.failing is not None and counts.crossed_at is not None and (seq_at is None or counts.crossed_at < seq_at):
+        row = counts.failing
+        where = f" on route {row.route}" if row.route else ""
+        return decide(Result.FAIL, f"{row.name.split('@')[0].replace('_', ' ')}{where}: {row.explanation.note}",
+                      counts.crossed_at)
     if seq is not None and seq.crossed_at is not None:
         e = seq.result.explanation.e_value or 0.0
         return decide(Result.FAIL, f"sequential error test: e-value {e:.3g} >= {1 / config.sequential.alpha:.3g} "
@@ -135,12 +135,13 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         return decide(Result.INCONCLUSIVE, "metrics source problems: " + "; ".join(problems))
     if short:
         return decide(Result.INCONCLUSIVE if final else Result.CONTINUE, f"too little evidence: {short}")
-    critical = [r for r in rows if r.critical and r.failed]
+    critical = [r for r in rows if r.critical_failure]
     if final:
-        if nodata * 2 >= len(config.metrics):
-            return decide(Result.FAIL, f"{nodata} of {len(config.metrics)} metrics have no data (>= 50%)")
+        # Kayenta's order: critical failures first, then too many metrics without data.
         if critical:
             return decide(Result.FAIL, f"critical metric failed: {_failing(critical)}")
+        if nodata * 2 >= len(config.metrics):
+            return decide(Result.FAIL, f"{nodata} of {len(config.metrics)} metrics have no data (>= 50%)")
         if score is None:
             return decide(Result.INCONCLUSIVE, "no metric has data to score")
         if score >= config.classifier.pass_score:
@@ -148,6 +149,8 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         return decide(Result.FAIL, f"score {score:.1f} < pass {config.classifier.pass_score:g} "
                       f"({verdict.score_class}): {_failing(rows)}")
     at = n - 1
+    # Mid-bake, a critical metric without data may still get some: only its final call fails on that.
+    critical = [r for r in critical if r.classification is not Classification.NODATA]
     if critical:
         return decide(Result.FAIL, f"critical metric failed at {conf:.4%} confidence: {_failing(critical)}", at)
     if score is not None and score < config.classifier.marginal_score:
@@ -186,6 +189,10 @@ def _first_look_that_can_decide(config: CanaryConfig, baseline: Samples, canary:
         outcome = sequential_errors(seq, 1.0, tb, tc, 1.0 - config.confidence, "")
         if outcome is not None and outcome.crossed_at is not None:
             start = min(start, warm + outcome.crossed_at + 1)
+    # The count tests are cumulative too (the tail's bounds come from a fixed first stretch).
+    counts = count_tests(config, baseline.tail(warm).head(n - warm), canary.tail(warm).head(n - warm))
+    if counts.crossed_at is not None:
+        start = min(start, warm + counts.crossed_at + 1)
     return max(start, 1)
 
 

@@ -15,6 +15,47 @@ LATENCY_P99 = "latency_p99_s"
 CPU_SECONDS = "cpu_seconds"
 RSS_BYTES = "rss_bytes"
 STANDARD_SERIES = (REQUESTS, ERRORS, LATENCY_P99, CPU_SECONDS, RSS_BYTES)
+# Answers that are neither 2xx nor 3xx (4xx and 5xx; 499, the client going away, is not counted).
+UNEXPECTED = "unexpected"
+# Seconds of CPU spent inside request handlers (thread CPU time, microsecond resolution).
+HANDLER_CPU_SECONDS = "handler_cpu_seconds"
+# Requests per latency bucket, cumulative like Prometheus' ``le`` buckets: "le:0.5" counts
+# the interval's requests that took at most 0.5 s, "le:+Inf" all of them.
+BUCKET_PREFIX = "le:"
+# Per-route series: "route:/api/feed|requests", "route:/api/feed|le:0.5".
+ROUTE_PREFIX = "route:"
+ROUTE_SEPARATOR = "|"
+
+
+def bucket_series(le: float) -> str:
+    """Return the name of the cumulative bucket series with upper bound le."""
+    return f"{BUCKET_PREFIX}{'+Inf' if math.isinf(le) else format(le, 'g')}"
+
+
+def route_series(route: str, name: str) -> str:
+    """Return the name of series ``name`` restricted to one route template."""
+    return f"{ROUTE_PREFIX}{route}{ROUTE_SEPARATOR}{name}"
+
+
+def split_route_series(name: str) -> tuple[str, str] | None:
+    """Return (route, series) for a per-route series name, else None."""
+    if not name.startswith(ROUTE_PREFIX) or ROUTE_SEPARATOR not in name:
+        return None
+    route, _, series = name[len(ROUTE_PREFIX):].rpartition(ROUTE_SEPARATOR)
+    return route, series
+
+
+def bucket_bounds(names: object, prefix: str = "") -> list[tuple[float, str]]:
+    """Return (le, series name) of every cumulative bucket series among names with this prefix, by le."""
+    out: list[tuple[float, str]] = []
+    start = prefix + BUCKET_PREFIX
+    for name in names:  # type: ignore[attr-defined]
+        if isinstance(name, str) and name.startswith(start):
+            try:
+                out.append((float(name[len(start):]), name))
+            except ValueError:
+                continue
+    return sorted(out)
 
 
 def _as_value(value: object, where: str) -> float:

@@ -20,7 +20,17 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from urllib3.util.retry import Retry
 
-from .samples import CPU_SECONDS, ERRORS, LATENCY_P99, REQUESTS, RSS_BYTES, STANDARD_SERIES, Samples
+from .samples import (
+    CPU_SECONDS,
+    ERRORS,
+    HANDLER_CPU_SECONDS,
+    LATENCY_P99,
+    REQUESTS,
+    RSS_BYTES,
+    STANDARD_SERIES,
+    UNEXPECTED,
+    Samples,
+)
 from .scrape import HostReading, parse_exposition, role_interval
 
 logger = logging.getLogger(__name__)
@@ -94,8 +104,21 @@ class ScrapeCollector:
             if first:
                 continue
             values = role_interval(pairs)
-            for name in STANDARD_SERIES:
-                self._series[role][name].append(values[name])
+            self._append(role, values)
+
+    def _append(self, role: str, values: dict[str, float]) -> None:
+        """Append one interval; a series seen for the first time counted zero before (its counter did not exist)."""
+        series = self._series[role]
+        done = len(series[STANDARD_SERIES[0]])
+        missing = any(math.isnan(values.get(name, math.nan)) for name in (REQUESTS,))
+        for name, value in values.items():
+            if name not in series:
+                series[name] = [0.0] * done
+            series[name].append(value)
+        for name, past in series.items():
+            if len(past) == done:
+                # Known series absent from this interval: no new requests there, or no data at all.
+                past.append(math.nan if missing else 0.0)
 
     def samples(self) -> tuple[Samples, Samples]:
         """Return (baseline, canary) samples collected so far."""
@@ -128,6 +151,10 @@ DEFAULT_QUERIES: dict[str, str] = {
              "or (0 * sum(increase(http_requests_total{{{sel}}}[{w}])))"),
     LATENCY_P99: "histogram_quantile(0.99, sum by (le) (increase(http_request_duration_seconds_bucket{{{sel}}}[{w}])))",
     CPU_SECONDS: "sum(increase(process_cpu_seconds_total{{{sel}}}[{w}]))",
+    HANDLER_CPU_SECONDS: "sum(increase(http_request_cpu_seconds_total{{{sel}}}[{w}]))",
+    # Answers neither 2xx nor 3xx (499, the client going away, is nobody's answer).
+    UNEXPECTED: ('sum(increase(http_requests_total{{{sel},status!~"[23]..|499"}}[{w}])) '
+                 "or (0 * sum(increase(http_requests_total{{{sel}}}[{w}])))"),
     RSS_BYTES: "avg(process_resident_memory_bytes{{{sel}}})",
 }
 

@@ -24,6 +24,9 @@ class Classification(str, Enum):
     HIGH = "high"
     LOW = "low"
     NODATA = "nodata"
+    # Kayenta's NodataFailMetric: a non-critical metric marked mustHaveData had no data; it
+    # counts as a failed metric in its group's score.
+    NODATA_FAIL = "nodata-fail"
 
 
 class Rule(str, Enum):
@@ -34,6 +37,8 @@ class Rule(str, Enum):
     NODATA = "nodata"
     SEQUENTIAL = "sequential-errors"
     TREND = "theil-sen-trend"
+    SUCCESS_RATE = "sequential-unexpected-answers"
+    LATENCY_TAIL = "sequential-latency-tail"
 
 
 def _finite(v: float | None) -> float | None:
@@ -82,7 +87,12 @@ class Explanation:
 
 @dataclass
 class MetricResult:
-    """One metric's classification; ``counted`` says whether it enters its group's score."""
+    """One metric's classification; ``counted`` says whether it enters its group's score.
+
+    ``critical_failure`` is Kayenta's rule: a critical metric fails the whole canary when it
+    has no data, or when it is high (low) by at least its criticalIncrease (criticalDecrease).
+    ``route`` names the route a per-route result is about.
+    """
 
     name: str
     group: str
@@ -90,11 +100,13 @@ class MetricResult:
     critical: bool
     explanation: Explanation
     counted: bool = True
+    critical_failure: bool = False
+    route: str | None = None
 
     @property
     def failed(self) -> bool:
         """True when the metric counts against the canary."""
-        return self.classification in (Classification.HIGH, Classification.LOW)
+        return self.classification in (Classification.HIGH, Classification.LOW, Classification.NODATA_FAIL)
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready mapping."""
@@ -103,9 +115,28 @@ class MetricResult:
             "group": self.group,
             "classification": self.classification.value,
             "critical": self.critical,
+            "critical_failure": self.critical_failure,
             "counted": self.counted,
+            "route": self.route,
             "explanation": self.explanation.to_dict(),
         }
+
+
+@dataclass(frozen=True)
+class GroupScore:
+    """One group's share of passing metrics (Kayenta's group score) and its weight."""
+
+    name: str
+    weight: float
+    score: float | None  # None: no metric of the group had data, so it is left out of the summary
+    passed: int
+    counted: int
+    nodata: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return a JSON-ready mapping."""
+        return {"name": self.name, "weight": self.weight, "score": None if self.score is None else round(self.score, 2),
+                "passed": self.passed, "counted": self.counted, "nodata": self.nodata}
 
 
 @dataclass
@@ -125,6 +156,9 @@ class Verdict:
     intervals: int = 0
     final: bool = True
     evidence: dict[str, float] = field(default_factory=dict)
+    groups: list[GroupScore] = field(default_factory=list)
+    # Routes with too little traffic on a side for a per-route decision (they still count pooled).
+    thin_routes: list[str] = field(default_factory=list)
 
     @property
     def decided(self) -> bool:
@@ -149,5 +183,7 @@ class Verdict:
             "final": self.final,
             "intervals": self.intervals,
             "evidence": {k: _finite(v) for k, v in self.evidence.items()},
+            "groups": [g.to_dict() for g in self.groups],
+            "thin_routes": list(self.thin_routes),
             "metrics": {m.name: m.to_dict() for m in self.metrics},
         }

@@ -9,6 +9,7 @@ from sqlalchemy import or_
 from sqlmodel import col, select
 
 from ..deps import SessionDep
+from ..metrics import cpu_timed
 from ..models import USERNAME_PATTERN, FeedPublic, Follow, Post
 from ..queries import get_user_or_404, posts_public
 
@@ -16,6 +17,7 @@ router = APIRouter(prefix="/api", tags=["feed"])
 
 
 @router.get("/feed")
+@cpu_timed
 def get_feed(
     session: SessionDep,
     user: Annotated[str, Query(pattern=USERNAME_PATTERN)],

@@ -10,6 +10,7 @@ from fastapi.responses import HTMLResponse
 from sqlmodel import col, select
 
 from ..deps import SessionDep
+from ..metrics import cpu_timed
 from ..models import Post, PostPublic
 from ..queries import posts_public
 
@@ -40,6 +41,7 @@ def _render_post(post: PostPublic) -> str:
 
 
 @router.get("/", response_class=HTMLResponse)
+@cpu_timed
 def index(request: Request, session: SessionDep, limit: Annotated[int, Query(ge=1, le=100)] = 30) -> HTMLResponse:
     """Return an HTML page with everyone's newest posts."""
     posts = session.exec(select(Post).order_by(col(Post.id).desc()).limit(limit)).all()

@@ -9,6 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from ..deps import SessionDep
+from ..metrics import cpu_timed
 from ..models import (
     USERNAME_PATTERN,
     Comment,
@@ -32,6 +33,7 @@ MAX_COMMENTS = 200
 
 
 @router.post("", status_code=201)
+@cpu_timed
 def create_post(
     session: SessionDep,
     author: Annotated[str, Form(pattern=USERNAME_PATTERN)],
@@ -59,6 +61,7 @@ def create_post(
 
 
 @router.get("/{post_id}")
+@cpu_timed
 def get_post(post_id: int, session: SessionDep) -> PostPublic:
     """Return one post with its like and comment counts."""
     post = get_post_or_404(session, post_id)
@@ -66,6 +69,7 @@ def get_post(post_id: int, session: SessionDep) -> PostPublic:
 
 
 @router.get("/{post_id}/image")
+@cpu_timed
 def get_post_image(post_id: int, session: SessionDep) -> Response:
     """Return the image bytes of a post with their content type."""
     post = get_post_or_404(session, post_id)
@@ -78,6 +82,7 @@ def get_post_image(post_id: int, session: SessionDep) -> Response:
 
 
 @router.post("/{post_id}/like")
+@cpu_timed
 def like_post(post_id: int, body: LikeRequest, session: SessionDep) -> LikePublic:
     """Like a post; liking twice is harmless."""
     post = get_post_or_404(session, post_id)
@@ -93,6 +98,7 @@ def like_post(post_id: int, body: LikeRequest, session: SessionDep) -> LikePubli
 
 
 @router.delete("/{post_id}/like")
+@cpu_timed
 def unlike_post(post_id: int, body: LikeRequest, session: SessionDep) -> LikePublic:
     """Take back a like; unliking twice is harmless."""
     post = get_post_or_404(session, post_id)
@@ -105,6 +111,7 @@ def unlike_post(post_id: int, body: LikeRequest, session: SessionDep) -> LikePub
 
 
 @router.post("/{post_id}/comments", status_code=201)
+@cpu_timed
 def add_comment(post_id: int, body: CommentCreate, session: SessionDep) -> CommentPublic:
     """Comment on a post."""
     post = get_post_or_404(session, post_id)
@@ -117,6 +124,7 @@ def add_comment(post_id: int, body: CommentCreate, session: SessionDep) -> Comme
 
 
 @router.get("/{post_id}/comments")
+@cpu_timed
 def list_comments(post_id: int, session: SessionDep) -> list[CommentPublic]:
     """Return a post's comments, oldest first."""
     post = get_post_or_404(session, post_id)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException
 from sqlalchemy.exc import IntegrityError
 
 from ..deps import SessionDep
+from ..metrics import cpu_timed
 from ..models import Follow, FollowPublic, FollowRequest, User, UserCreate, UserPublic
 from ..queries import get_user_or_404, user_public
 
@@ -13,6 +14,7 @@ router = APIRouter(prefix="/api/users", tags=["users"])
 
 
 @router.post("", status_code=201)
+@cpu_timed
 def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
     """Create a user; 409 if the username is taken."""
     user = User(username=body.username)
@@ -27,6 +29,7 @@ def create_user(body: UserCreate, session: SessionDep) -> UserPublic:
 
 
 @router.get("/{username}")
+@cpu_timed
 def get_user(username: str, session: SessionDep) -> UserPublic:
     """Return a user's profile with follower and following counts."""
     user = get_user_or_404(session, username)
@@ -34,6 +37,7 @@ def get_user(username: str, session: SessionDep) -> UserPublic:
 
 
 @router.post("/{username}/follow")
+@cpu_timed
 def follow_user(username: str, body: FollowRequest, session: SessionDep) -> FollowPublic:
     """Make body.follower follow username; following twice is harmless."""
     followee = get_user_or_404(session, username)
@@ -52,6 +56,7 @@ def follow_user(username: str, body: FollowRequest, session: SessionDep) -> Foll
 
 
 @router.delete("/{username}/follow")
+@cpu_timed
 def unfollow_user(username: str, body: FollowRequest, session: SessionDep) -> FollowPublic:
     """Make body.follower stop following username; unfollowing twice is harmless."""
     followee = get_user_or_404(session, username)

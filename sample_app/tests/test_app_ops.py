@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import os
 from pathlib import Path
 
@@ -12,7 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from sample_app.app import create_app
 from sample_app.db import make_engine
-from sample_app.metrics import LATENCY_BUCKETS
+from sample_app.metrics import LATENCY_BUCKETS, cpu_timed
 from sample_app.version import read_version
 
 from .conftest import TEST_VERSION
@@ -140,6 +142,26 @@ def test_latency_histogram_buckets(client: TestClient) -> None:
     )
     assert bounds == [*LATENCY_BUCKETS, float("inf")]
     assert scraped[("http_request_duration_seconds_count", frozenset({("route", "/api/feed")}))] == 1
+
+
+def test_thread_cpu_per_request_is_counted_by_route(app: FastAPI) -> None:
+    @app.get("/api/spin/{ms}")
+    @cpu_timed
+    def spin(ms: int) -> dict[str, int]:
+        end = time.thread_time() + ms / 1000
+        while time.thread_time() < end:
+            pass
+        return {"ms": ms}
+
+    with TestClient(app) as client:
+        for _ in range(3):
+            assert client.get("/api/spin/20").json() == {"ms": 20}
+        client.get("/api/feed", params={"user": "alice"})
+        scraped = samples(client)
+    spent = scraped[("http_request_cpu_seconds_total", frozenset({("route", "/api/spin/{ms}")}))]
+    # Three requests of 20 ms CPU each, measured on the worker thread that ran them.
+    assert 0.06 <= spent < 0.09, spent
+    assert scraped[("http_request_cpu_seconds_total", frozenset({("route", "/api/feed")}))] > 0
 
 
 def test_process_and_build_metrics(client: TestClient) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from canary.config import (
     DEFAULT_CONFIG,
@@ -22,12 +24,12 @@ def test_none_and_empty_give_the_defaults() -> None:
     assert load_canary_config({}) == DEFAULT_CONFIG
 
 
-def test_defaults_understand_the_five_standard_series() -> None:
+def test_defaults_understand_the_standard_series() -> None:
     used = set()
     for m in DEFAULT_CONFIG.metrics:
         used.update(m.ratio or (m.series,))
     used.add(DEFAULT_CONFIG.memory_trend.series)
-    assert used == {"requests", "errors", "latency_p99_s", "cpu_seconds", "rss_bytes"}
+    assert used == {"requests", "errors", "latency_p99_s", "cpu_seconds", "handler_cpu_seconds", "rss_bytes"}
     assert DEFAULT_CONFIG.confidence == 0.98
     assert DEFAULT_CONFIG.sequential.alpha == 0.01
     assert sum(DEFAULT_CONFIG.classifier.group_weights.values()) == 100
@@ -143,3 +145,57 @@ def test_bad_yaml_files_name_the_file(tmp_path: Path, text: str, message: str) -
 def test_missing_file_says_so(tmp_path: Path) -> None:
     with pytest.raises(CanaryConfigError, match="cannot read the file"):
         load_canary_config_file(tmp_path / "nope.yaml")
+
+
+@pytest.mark.parametrize(("data", "message"), [
+    ({"metrics": [{"name": "a", "series": "x", "group": "g", "effectSize": {"criticalIncrease": 0.9}}]},
+     "analysis.metrics[0].effectSize.criticalIncrease: 0.9 is below 1; use e.g. 2"),
+    ({"metrics": [{"name": "a", "series": "x", "group": "g", "mustHaveData": "yes"}]},
+     "analysis.metrics[0].mustHaveData: 'yes' is not true or false"),
+    ({"successRate": {"alpha": 0.9}}, "analysis.successRate.alpha: 0.9 is not in (0, 0.5]; use e.g. 0.01"),
+    ({"successRate": {"alowedIncrease": 2}}, "analysis.successRate.alowedIncrease: is not a known field; "
+                                             "did you mean 'allowedIncrease'?"),
+    ({"routes": {"minRequests": 0}}, "analysis.routes.minRequests: 0 is not a whole number of at least 1"),
+    ({"latencyTail": {"quantiles": [0.99, 1.5]}}, "analysis.latencyTail.quantiles[1]: 1.5 is not in (0.5, 1)"),
+    ({"latencyTail": {"quantiles": 0.99}}, "analysis.latencyTail.quantiles: 0.99 is not a list"),
+    ({"classifier": "heavy"}, "analysis.classifier: 'heavy' is not a mapping; use keys like groupWeights"),
+])
+def test_new_sections_keep_the_error_style(data: dict, message: str) -> None:
+    with pytest.raises(CanaryConfigError) as info:
+        load_canary_config(data)
+    assert message in str(info.value), str(info.value)
+
+
+def test_kayenta_critical_thresholds_and_must_have_data_are_read() -> None:
+    config = load_canary_config({"metrics": [
+        {"name": "a", "series": "x", "group": "g", "critical": True, "mustHaveData": True,
+         "effectSize": {"allowedIncrease": 1.1, "criticalIncrease": 2.0, "criticalDecrease": 0.5}}],
+        "memoryTrend": {"enabled": False}})
+    (m,) = config.metrics
+    assert m.must_have_data and m.effect_size.critical_increase == 2.0 and m.effect_size.critical_decrease == 0.5
+    assert load_canary_config(config.to_dict()) == config
+
+
+_finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
+
+
+@given(confidence=st.floats(0.51, 0.999), alpha=st.floats(0.001, 0.5), tail=st.lists(
+    st.floats(0.51, 0.999), min_size=1, max_size=3).map(tuple), min_requests=st.integers(1, 10_000),
+    allowed=st.floats(1.0, 10.0))
+@settings(max_examples=60, deadline=None)
+def test_any_valid_configuration_round_trips(confidence: float, alpha: float, tail: tuple[float, ...],
+                                             min_requests: int, allowed: float) -> None:
+    config = load_canary_config({"confidence": confidence, "successRate": {"alpha": alpha, "allowedIncrease": allowed},
+                                 "latencyTail": {"quantiles": list(tail)}, "routes": {"minRequests": min_requests}})
+    assert load_canary_config(config.to_dict()) == config
+
+
+@given(value=st.one_of(_finite, st.text(max_size=5), st.booleans(), st.none()))
+@settings(max_examples=80, deadline=None)
+def test_any_bad_confidence_names_the_field_and_never_escapes_as_another_error(value: object) -> None:
+    try:
+        load_canary_config({"confidence": value})
+    except CanaryConfigError as exc:
+        assert all(p.startswith("analysis.confidence: ") and "; use" in p for p in exc.problems), exc.problems
+    else:
+        assert isinstance(value, float) and 0.5 < value < 1.0

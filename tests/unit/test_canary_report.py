@@ -23,8 +23,9 @@ def test_text_has_the_reason_and_one_line_per_metric() -> None:
     v = judge(DEFAULT_CONFIG, _samples(0.02, 0), _samples(0.3, 0), final=True)
     lines = explain_text(v).splitlines()
     assert lines[0].startswith("FAIL (score 70.0, 10 intervals)")
-    assert len(lines) == 1 + len(v.metrics)
-    lat = next(line for line in lines[1:] if "latency_p99" in line)
+    assert lines[1] == "  groups: errors 100 (weight 40), latency 0 (weight 30), cpu 100 (weight 15), memory 100 (weight 15)"
+    assert len(lines) == 2 + len(v.metrics)
+    lat = next(line for line in lines[2:] if "latency_p99" in line)
     assert lat.startswith("!") and "high" in lat and "n=10/10" in lat and "mann-whitney" in lat
     assert "allowed x1.3" in lat
 

@@ -7,6 +7,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import httpx
 import pytest
 
 from canary.config import DEFAULT_CONFIG
@@ -207,3 +208,35 @@ def test_unreachable_host_is_a_problem_not_a_crash() -> None:
     collector.close()
     assert len(c.problems) == 2 and "ConnectError" in c.problems[0]
     assert judge(DEFAULT_CONFIG, b, c, final=True).result is Result.INCONCLUSIVE
+
+
+def test_unexpected_answers_routes_and_buckets_per_interval() -> None:
+    four = 'http_requests_total{method="POST",route="/api/users",status="409"} %s\n'
+    before = parse_exposition(exposition(ok=10, err=1, fast=10, slow=0, cpu=1.0, extra=four % 2))
+    after = parse_exposition(exposition(ok=30, err=4, fast=25, slow=5, cpu=1.2, extra=four % 6 +
+                                        'http_request_cpu_seconds_total{route="/api/feed"} 0.25\n'))
+    values = role_interval([(before, after)])
+    assert values["errors"] == 3.0
+    assert values["unexpected"] == 3.0 + 4.0  # the 5xx and the 409s; never the 499s
+    assert values["route:/api/users|unexpected"] == 4.0 and values["route:/api/users|requests"] == 4.0
+    assert values["route:/api/feed|requests"] == 20.0 and values["route:/api/feed|unexpected"] == 0.0
+    assert values["le:0.005"] == 15.0 and values["le:+Inf"] == 20.0 and values["le:0.25"] == 20.0
+    assert values["route:/api/feed|le:0.15"] == 15.0
+    assert values["route:/api/feed|handler_cpu_seconds"] == 0.25 and values["handler_cpu_seconds"] == 0.25
+
+
+def test_collector_fills_a_route_seen_late_with_zeros() -> None:
+    pages = iter([exposition(ok=1, err=0, fast=1, slow=0, cpu=1.0), exposition(ok=2, err=0, fast=2, slow=0, cpu=1.1),
+                  exposition(ok=3, err=1, fast=3, slow=0, cpu=1.2)])
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=next(pages))
+
+    client = httpx.Client(transport=httpx.MockTransport(handler))
+    with ScrapeCollector(["http://c"], ["http://c"], client=client) as collector:
+        collector.scrape()
+        collector.scrape()
+        collector.scrape()
+        _, canary = collector.samples()
+    assert canary.series["route:/api/posts/{post_id}/like|unexpected"] == [0.0, 1.0]
+    assert len({len(v) for v in canary.series.values()}) == 1

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -29,6 +28,7 @@ def series(n: int = 15, *, seed: int = 0, req: float = 20.0, err_rate: float = 0
         "errors": errors.tolist(),
         "latency_p99_s": (p99 * rng.lognormal(0.0, 0.15, n)).tolist(),
         "cpu_seconds": (requests * cpu_per_req * rng.lognormal(0.0, 0.1, n)).tolist(),
+        "handler_cpu_seconds": (requests * cpu_per_req * 0.8 * rng.lognormal(0.0, 0.03, n)).tolist(),
         "rss_bytes": (rss * (1 + 0.001 * rng.standard_normal(n) + leak_pct_min / 100 * minutes)).tolist(),
     }
 
@@ -136,7 +136,7 @@ def test_all_nan_values_are_nodata_with_remove_and_zero_with_replace() -> None:
 
 def test_half_or_more_metrics_without_data_fails() -> None:
     b, c = pair()
-    for name in ("latency_p99_s", "rss_bytes"):
+    for name in ("latency_p99_s", "rss_bytes", "handler_cpu_seconds"):  # 3 of the 5 metrics
         del c.series[name]
     v = judge(DEFAULT_CONFIG, b, c, final=True)
     assert v.result is Result.FAIL
@@ -261,7 +261,7 @@ def test_early_pass_needs_strong_evidence() -> None:
     assert v.decided_at is not None and v.decided_at < 19
     assert "early pass" in v.reason
     # The same traffic with the early pass switched off waits for the end of the window.
-    off = dataclasses.replace(config, early_pass=False)
+    off = config.model_copy(update={"early_pass": False})
     assert replay(off, b, c).decided_at is None
 
 
