@@ -36,8 +36,8 @@ class DeployService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeployService:
-        """A service over the database the settings name (tables created if missing)."""
-        return cls(store.open_database(settings.database_url))
+        """A service over the database the settings name (schema migrated or checked per `database.migrate`)."""
+        return cls(store.open_database(settings.database_url, migrate=settings.database.migrate))
 
     def status(self, *, releases: int = 10) -> dict[str, Any]:
         """Hosts, the deployment in flight, the last releases and the lock, as plain data."""

@@ -68,6 +68,9 @@ class SourceSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite:///deployer.db"
+    # auto: `deployer run` / `serve` migrate the schema on start; check: they refuse an old schema
+    # (then `deployer db upgrade` is a deliberate step of the release).
+    migrate: Literal["auto", "check"] = "auto"
 
 
 class PipelineSettings(_Section):
