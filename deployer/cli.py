@@ -36,7 +36,7 @@ def _service(args: argparse.Namespace) -> DeployService:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "urllib3", "git"):
+    for noisy in ("httpx", "httpcore", "urllib3", "git", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -48,17 +48,25 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the controller loop until SIGTERM/SIGINT."""
+    """Run the controller loop until SIGTERM/SIGINT; it drives the fleet only while it leads."""
+    from deployer.leader import Identity, build_leadership, lead
     from deployer.runtime import build_controller, build_runtime
 
     settings = _settings(args)
     _setup_logging(args.verbose)
     runtime = build_runtime(settings)
     stop = _stop_on_signals()
-    try:
+
+    def on_elected() -> None:
+        # The balancer belongs to the fleet: only the leader starts (or adopts) it.
         if settings.fleet.balancer_port:
             runtime.fleet.start_balancer()
-        build_controller(runtime).run(stop)
+
+    try:
+        lead(build_controller(runtime), build_leadership(runtime.engine), stop, engine=runtime.engine,
+             identity=Identity.of_this_process(), tick_s=settings.controller.tick,
+             poll_s=settings.controller.leader_poll, heartbeat_s=settings.controller.heartbeat,
+             on_elected=on_elected)
     finally:
         runtime.close()
     return 0

@@ -63,7 +63,3 @@ class SchemaError(DeployerError):
         self.current = current
         self.head = head
         super().__init__(message)
-
-
-class NotLeader(DeployerError):
-    """This controller does not hold the leadership of its database."""

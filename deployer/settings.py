@@ -141,6 +141,10 @@ class ApiSettings(_Section):
 
 class ControllerSettings(_Section):
     tick: Duration = 0.25
+    # A standby tries to take the leadership this often: it bounds the takeover time after a leader dies.
+    leader_poll: Duration = 1.0
+    # How often the leader checks it still holds the leadership and records a heartbeat.
+    heartbeat: Duration = 2.0
 
 
 class Settings(_Section):
