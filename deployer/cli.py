@@ -36,7 +36,7 @@ def _service(args: argparse.Namespace) -> DeployService:
 def _setup_logging(verbose: bool) -> None:
     logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("httpx", "httpcore", "urllib3", "git"):
+    for noisy in ("httpx", "httpcore", "urllib3", "git", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -48,16 +48,24 @@ def _stop_on_signals() -> threading.Event:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    """Run the controller loop until SIGTERM/SIGINT."""
+    """Run the controller loop until SIGTERM/SIGINT; it drives the fleet only while it leads."""
+    from deployer.leader import Identity, build_leadership, lead
     from deployer.runtime import build_controller, build_runtime
 
     settings = _settings(args)
     _setup_logging(args.verbose)
     runtime = build_runtime(settings)
     stop = _stop_on_signals()
-    try:
+
+    def on_elected() -> None:
+        # The router belongs to the fleet: only the leader starts (or adopts) it.
         runtime.fleet.start_router()
-        build_controller(runtime).run(stop)
+
+    try:
+        lead(build_controller(runtime), build_leadership(runtime.engine), stop, engine=runtime.engine,
+             identity=Identity.of_this_process(), tick_s=settings.controller.tick,
+             poll_s=settings.controller.leader_poll, heartbeat_s=settings.controller.heartbeat,
+             on_elected=on_elected)
     finally:
         runtime.close()
     return 0
@@ -136,6 +144,31 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_db(args: argparse.Namespace) -> int:
+    """Schema migrations: upgrade, show the current revision, check it, or write a new revision."""
+    from deployer import schema, store
+
+    settings = _settings(args)
+    engine = store.make_engine(settings.database_url)
+    try:
+        if args.action == "upgrade":
+            result = schema.upgrade(engine)
+            adopted = " (adopted a database made before migrations)" if result.stamped_legacy else ""
+            print(f"database at revision {result.after} (was {result.before or 'empty'}){adopted}")
+        elif args.action == "current":
+            print(f"current {schema.current_revision(engine) or 'none'}, newest {schema.head_revision()}")
+        elif args.action == "check":
+            print(f"database is at the newest revision {schema.check(engine)}")
+        else:
+            if not args.message:
+                raise ConfigError(["db revision: -m/--message is required; say what changes, e.g. -m \"add user table\""],
+                                  source="command line")
+            print(f"wrote {schema.new_revision(engine, message=args.message)}; review it, then commit it")
+    finally:
+        engine.dispose()
+    return 0
+
+
 def cmd_check(args: argparse.Namespace) -> int:
     """Validate the configuration and print it resolved."""
     settings = _settings(args)
@@ -192,6 +225,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("fleet", help="local fleet: list hosts (ps) or stop everything (down)")
     p.add_argument("action", choices=["ps", "down"])
     p.set_defaults(func=cmd_fleet)
+    p = sub.add_parser("db", help="schema migrations: upgrade, current, check, revision -m MESSAGE")
+    p.add_argument("action", choices=["upgrade", "current", "check", "revision"])
+    p.add_argument("-m", "--message", default="", help="for revision: what the new migration changes")
+    p.set_defaults(func=cmd_db)
     sub.add_parser("check-config", help="validate config.yaml and print it resolved").set_defaults(func=cmd_check)
     sub.add_parser("analyze", help="judge recorded baseline and canary series", add_help=False)
     p = sub.add_parser("demo", help="run the scripted end-to-end demo on this machine")

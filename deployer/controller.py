@@ -118,7 +118,6 @@ class Controller:
 
     def recover(self) -> None:
         """On start: bootstrap if the database is empty, probe hosts, resume the deployment in flight."""
-        store.init_db(self.engine)
         self.source.fetch()
         with store.session_scope(self.engine) as session:
             bootstrapped = store.last_good_release(session) is not None

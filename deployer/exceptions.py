@@ -54,3 +54,12 @@ class NotFound(DeployerError):
 
 class Conflict(DeployerError):
     """An operator command that the current state does not allow (e.g. promote when idle)."""
+
+
+class SchemaError(DeployerError):
+    """The database schema is not what this version needs (and was not, or could not be, migrated)."""
+
+    def __init__(self, message: str, *, current: str | None = None, head: str | None = None) -> None:
+        self.current = current
+        self.head = head
+        super().__init__(message)

@@ -198,3 +198,14 @@ class Lock(SQLModel, table=True):
     holder: str
     reason: str = ""
     at: datetime = Field(default_factory=utcnow)
+
+
+class Leader(SQLModel, table=True):
+    """The controller that drives the fleet: who, since when, and its last sign of life."""
+
+    name: str = Field(primary_key=True)  # "controller": one leader per database
+    holder: str  # host:pid
+    host: str
+    pid: int
+    since: datetime = Field(default_factory=utcnow)
+    heartbeat_at: datetime = Field(default_factory=utcnow)

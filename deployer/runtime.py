@@ -35,8 +35,8 @@ class Runtime:
 
 
 def build_engine(settings: Settings) -> Engine:
-    """The database engine, with tables created."""
-    return store.open_database(settings.database_url)
+    """The database engine, its schema migrated or checked as `database.migrate` says."""
+    return store.open_database(settings.database_url, migrate=settings.database.migrate)
 
 
 def build_source(settings: Settings) -> GitSource:

@@ -8,14 +8,14 @@ restart can never race each other.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy.engine import Engine
 
 from deployer import store
 from deployer.exceptions import Conflict, DeployerError, NotFound
-from deployer.model import COMMAND_EVENTS, CommandKind, CommitStatus, Deployment, Lock, Release
+from deployer.model import COMMAND_EVENTS, CommandKind, CommitStatus, Deployment, Leader, Lock, Release
 from deployer.pipeline import allowed_events
 from deployer.settings import Settings
 
@@ -36,8 +36,8 @@ class DeployService:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeployService:
-        """A service over the database the settings name (tables created if missing)."""
-        return cls(store.open_database(settings.database_url))
+        """A service over the database the settings name (schema migrated or checked per `database.migrate`)."""
+        return cls(store.open_database(settings.database_url, migrate=settings.database.migrate))
 
     def status(self, *, releases: int = 10) -> dict[str, Any]:
         """Hosts, the deployment in flight, the last releases and the lock, as plain data."""
@@ -52,7 +52,18 @@ class DeployService:
                 "active": self._deployment(active) if active else None,
                 "releases": [self._release(session, r) for r in store.recent_releases(session, limit=releases)],
                 "lock": {"holder": lock.holder, "reason": lock.reason, "at": _iso(lock.at)} if lock else None,
+                "leader": self._leader(session),
             }
+
+    @staticmethod
+    def _leader(session: Any) -> dict[str, Any] | None:
+        leader = session.get(Leader, "controller")
+        if leader is None:
+            return None
+        beat = leader.heartbeat_at if leader.heartbeat_at.tzinfo else leader.heartbeat_at.replace(tzinfo=timezone.utc)
+        return {"holder": leader.holder, "host": leader.host, "pid": leader.pid, "since": _iso(leader.since),
+                "heartbeat_at": _iso(leader.heartbeat_at),
+                "heartbeat_age_s": round((datetime.now(timezone.utc) - beat).total_seconds(), 1)}
 
     @staticmethod
     def _deployment(d: Deployment) -> dict[str, Any]:

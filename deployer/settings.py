@@ -74,6 +74,9 @@ class SourceSettings(_Section):
 
 class DatabaseSettings(_Section):
     url: str = "sqlite:///deployer.db"
+    # auto: `deployer run` / `serve` migrate the schema on start; check: they refuse an old schema
+    # (then `deployer db upgrade` is a deliberate step of the release).
+    migrate: Literal["auto", "check"] = "auto"
 
 
 class PipelineSettings(_Section):
@@ -214,6 +217,10 @@ class ApiSettings(_Section):
 
 class ControllerSettings(_Section):
     tick: Duration = 0.25
+    # A standby tries to take the leadership this often: it bounds the takeover time after a leader dies.
+    leader_poll: Duration = 1.0
+    # How often the leader checks it still holds the leadership and records a heartbeat.
+    heartbeat: Duration = 2.0
 
 
 class Settings(BaseSettings):

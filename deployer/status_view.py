@@ -19,6 +19,13 @@ def render_status(status: dict[str, Any]) -> str:
                      f" {h['role']:9}{drift}")
     active = status["active"]
     lines.append("")
+    leader = status.get("leader")
+    if leader:
+        # A leader killed without warning leaves its row behind until a standby takes over.
+        quiet = f" (no heartbeat for {leader['heartbeat_age_s']:.0f}s)" if leader["heartbeat_age_s"] > 10 else ""
+        lines.append(f"LEADER {leader['host']} pid {leader['pid']} since {leader['since']}{quiet}")
+    else:
+        lines.append("LEADER none yet (no controller has run)")
     if status.get("lock"):
         lock = status["lock"]
         lines.append(f"PIPELINE LOCKED by {lock['holder']}: {lock['reason']}")

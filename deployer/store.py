@@ -14,9 +14,9 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
-from deployer import pipeline
+from deployer import pipeline, schema
 from deployer.exceptions import NotFound
 from deployer.model import (
     AuditEvent,
@@ -59,14 +59,14 @@ def make_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Create missing tables (idempotent)."""
-    SQLModel.metadata.create_all(engine)
+    """Bring the schema to the newest migration (idempotent; a pre-migration database is adopted)."""
+    schema.upgrade(engine)
 
 
-def open_database(url: str) -> Engine:
-    """An engine for `url` with the tables created."""
+def open_database(url: str, *, migrate: schema.MigrateMode = "auto") -> Engine:
+    """An engine for `url` whose schema is migrated (`auto`) or checked to be current (`check`)."""
     engine = make_engine(url)
-    init_db(engine)
+    schema.prepare(engine, mode=migrate)
     return engine
 
 

@@ -1,4 +1,4 @@
-"""Database engine, schema creation and demo data, safe for a fleet sharing one database."""
+"""Database engine, schema migration and demo data, safe for a fleet sharing one database."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.pool import NullPool
 from sqlmodel import Session, SQLModel, col, select
 
+from . import schema
 from .models import Follow, User
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,8 @@ def _retry(what: str, action: Callable[[], T], attempts: int = 20) -> T:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create the tables that do not exist yet; safe when several hosts start together."""
-    _retry("create tables", lambda: SQLModel.metadata.create_all(engine))
+    """Migrate the schema to the newest revision; safe when several hosts start together."""
+    _retry("migrate the schema", lambda: schema.upgrade(engine))
 
 
 def _insert_ignoring_duplicates(engine: Engine, model: type[SQLModel], rows: list[dict[str, Any]]) -> None:

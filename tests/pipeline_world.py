@@ -66,6 +66,7 @@ class PipelineWorld:
         self.settings: Settings = load_settings(self.workspace.config, environ={})
         self.service = DeployService.from_settings(self.settings)
         self.controller: subprocess.Popen[bytes] | None = None
+        self.standbys: list[subprocess.Popen[bytes]] = []
         self.traffic: TrafficGenerator | None = None
         self.shas: dict[str, str] = {}
         self.balancer_url = f"http://127.0.0.1:{self.settings.fleet.balancer_port}"
@@ -79,6 +80,16 @@ class PipelineWorld:
             [sys.executable, "-P", "-m", "deployer.cli", "-c", str(self.workspace.config), "run"],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workspace.root)
         log.close()
+
+    def start_standby(self, name: str) -> subprocess.Popen[bytes]:
+        """Another controller on the same database (it waits for the leadership); logs to logs/<name>.log."""
+        log = open(self.workspace.logs / f"{name}.log", "ab")  # noqa: SIM115 - the child owns it
+        process = subprocess.Popen(
+            [sys.executable, "-P", "-m", "deployer.cli", "-c", str(self.workspace.config), "run"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=self.workspace.root)
+        log.close()
+        self.standbys.append(process)
+        return process
 
     def kill_controller(self) -> None:
         """SIGKILL, as a crash would."""
@@ -110,9 +121,10 @@ class PipelineWorld:
     def close(self) -> None:
         if self.traffic is not None:
             self.traffic.stop()
-        if self.controller is not None and self.controller.poll() is None:
-            os.killpg(self.controller.pid, signal.SIGKILL)
-            self.controller.wait(timeout=10)
+        for process in [self.controller, *self.standbys]:
+            if process is not None and process.poll() is None:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
         fleet = build_fleet(self.settings)
         fleet.stop_all()
         fleet.close()
