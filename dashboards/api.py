@@ -43,6 +43,9 @@ def get_service(request: Request) -> DeployService:
 
 
 ServiceDep = Annotated[DeployService, Depends(get_service)]
+MAX_ID = 2**62  # ids are 64-bit in every database; larger numbers are refused with a 422, not a crash
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
+QueryId = Annotated[int | None, Query(ge=1, le=MAX_ID)]
 Reason = Annotated[str, Field(max_length=1000)]
 Sha = Annotated[str, Path(min_length=7, max_length=64, pattern=r"^[0-9a-fA-F]+$")]
 RELEASE_STATUSES = Literal["queued", "testing", "building", "canary", "rolling_out", "paused", "rolling_back",
@@ -60,7 +63,7 @@ class ReasonBody(StrictBody):
 
 
 class CommandBody(ReasonBody):
-    deployment_id: int | None = Field(None, ge=1, description="refuse unless this is the deployment in flight")
+    deployment_id: int | None = Field(None, ge=1, le=MAX_ID, description="refuse unless this is the deployment in flight")
 
 
 class LockBody(StrictBody):
@@ -120,7 +123,7 @@ def commits(caller: Viewer, service: ServiceDep) -> list[CommitView]:
 @router.get("/releases", responses=ERRORS)
 def releases(caller: Viewer, service: ServiceDep, status: RELEASE_STATUSES | None = None,
              author: Annotated[str | None, Query(max_length=200)] = None, kind: ReleaseKind | None = None,
-             before: Annotated[int | None, Query(ge=1)] = None,
+             before: QueryId = None,
              limit: Annotated[int, Query(ge=1, le=200)] = 50) -> ReleasePage:
     """Releases newest first; pass `next_before` as `before` for the next page."""
     return service.releases(status=status, author=author, kind=kind.value if kind else None, before=before,
@@ -128,13 +131,13 @@ def releases(caller: Viewer, service: ServiceDep, status: RELEASE_STATUSES | Non
 
 
 @router.get("/releases/{release_id}", responses={**ERRORS, 404: {"description": "no such release"}})
-def release(caller: Viewer, service: ServiceDep, release_id: Annotated[int, Path(ge=1)]) -> DeploymentDetail:
+def release(caller: Viewer, service: ServiceDep, release_id: PathId) -> DeploymentDetail:
     """A release's latest deployment in detail."""
     return service.release(release_id)
 
 
 @router.get("/deployments/{deployment_id}", responses={**ERRORS, 404: {"description": "no such deployment"}})
-def deployment(caller: Viewer, service: ServiceDep, deployment_id: Annotated[int, Path(ge=1)]) -> DeploymentDetail:
+def deployment(caller: Viewer, service: ServiceDep, deployment_id: PathId) -> DeploymentDetail:
     """One deployment with its stages, verdicts, hosts and audit trail."""
     return service.deployment(deployment_id)
 
@@ -146,7 +149,7 @@ def hosts(caller: Viewer, service: ServiceDep) -> list[HostView]:
 
 
 @router.get("/events", responses=ERRORS)
-def events(caller: Viewer, service: ServiceDep, after: Annotated[int, Query(ge=0)] = 0,
+def events(caller: Viewer, service: ServiceDep, after: Annotated[int, Query(ge=0, le=MAX_ID)] = 0,
            limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[EventView]:
     """The audit trail after event id `after`, oldest first."""
     return service.events(after_id=after, limit=limit)
@@ -155,7 +158,7 @@ def events(caller: Viewer, service: ServiceDep, after: Annotated[int, Query(ge=0
 @router.get("/audit", responses=ERRORS)
 def audit(caller: Viewer, service: ServiceDep, kind: Annotated[str | None, Query(max_length=100)] = None,
           actor: Annotated[str | None, Query(max_length=200)] = None,
-          deployment_id: Annotated[int | None, Query(ge=1)] = None, before: Annotated[int | None, Query(ge=1)] = None,
+          deployment_id: QueryId = None, before: QueryId = None,
           limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[EventView]:
     """Audit events newest first, filtered; page with `before` = the last id seen."""
     return service.audit(kind=kind, actor=actor, deployment_id=deployment_id, before=before, limit=limit)
@@ -164,7 +167,7 @@ def audit(caller: Viewer, service: ServiceDep, kind: Annotated[str | None, Query
 @router.get("/audit.jsonl", responses={**ERRORS, 200: {"content": {"application/x-ndjson": {}}}})
 def audit_export(caller: Viewer, service: ServiceDep, kind: Annotated[str | None, Query(max_length=100)] = None,
                  actor: Annotated[str | None, Query(max_length=200)] = None,
-                 deployment_id: Annotated[int | None, Query(ge=1)] = None) -> StreamingResponse:
+                 deployment_id: QueryId = None) -> StreamingResponse:
     """Every matching audit event as JSON Lines, oldest first."""
     def lines() -> Iterator[str]:
         for event in service.audit_export(kind=kind, actor=actor, deployment_id=deployment_id):
@@ -197,14 +200,14 @@ def unlock(caller: ReleaseManager, service: ServiceDep,
 
 
 @router.post("/releases/{release_id}/rollback", status_code=202, responses=ACTION_ERRORS)
-def rollback(release_id: Annotated[int, Path(ge=1)], body: RollbackBody, caller: ReleaseManager,
+def rollback(release_id: PathId, body: RollbackBody, caller: ReleaseManager,
              service: ServiceDep) -> ActionResult:
     """Deploy this earlier good release again as a new rollback release (and lock the pipeline)."""
     return service.rollback(release_id, actor=caller.name, reason=body.reason, skip_analysis=body.skip_analysis)
 
 
 @router.post("/releases/{release_id}/retry", status_code=202, responses=ACTION_ERRORS)
-def retry(release_id: Annotated[int, Path(ge=1)], caller: ReleaseManager, service: ServiceDep,
+def retry(release_id: PathId, caller: ReleaseManager, service: ServiceDep,
           body: Annotated[ReasonBody, Body()] = ReasonBody()) -> ActionResult:
     """Make a failed release's commits pending again, so the next release takes them."""
     return service.retry(release_id, actor=caller.name, reason=body.reason)
@@ -250,7 +253,7 @@ def create_token(body: TokenBody, caller: Admin, service: ServiceDep) -> NewToke
 
 
 @router.delete("/tokens/{token_id}", responses=ACTION_ERRORS)
-def revoke_token(token_id: Annotated[int, Path(ge=1)], caller: Admin, service: ServiceDep) -> TokenView:
+def revoke_token(token_id: PathId, caller: Admin, service: ServiceDep) -> TokenView:
     """Revoke a token at once."""
     return service.accounts.revoke_token(token_id=token_id, actor=caller.name)
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timezone
-from pathlib import Path
+from pathlib import Path as FilePath
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
-from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Form, HTTPException, Path, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
@@ -24,7 +24,7 @@ from dashboards.security import csrf_ok, csrf_token, principal_from, refuse_unle
 from deployer.model import CommandKind, ReleaseKind, Role
 from deployer.service import BadInput, Conflict, DeployService, NotFound, Principal
 
-HERE = Path(__file__).parent
+HERE = FilePath(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 router = APIRouter(include_in_schema=False)
 
@@ -159,7 +159,7 @@ def overview_fragment(request: Request, user: User) -> Response:
 @router.get("/releases", response_class=HTMLResponse)
 def releases(request: Request, user: User, status: Annotated[str, Query(max_length=40)] = "",
              author: Annotated[str, Query(max_length=200)] = "", kind: Annotated[str, Query(max_length=20)] = "",
-             before: Annotated[int | None, Query(ge=1)] = None) -> Response:
+             before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
     if status and status not in RELEASE_STATUSES:
         raise HTTPException(422, f"status: \"{status}\" is not a release status; use one of "
                                  f"{', '.join(RELEASE_STATUSES)}")
@@ -175,12 +175,12 @@ def releases(request: Request, user: User, status: Annotated[str, Query(max_leng
 
 
 @router.get("/releases/{release_id}", response_class=HTMLResponse)
-def release(request: Request, user: User, release_id: int) -> Response:
+def release(request: Request, user: User, release_id: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
     return render(request, "release.html", user, d=_release(request, release_id))
 
 
 @router.get("/fragments/releases/{release_id}", response_class=HTMLResponse)
-def release_fragment(request: Request, user: User, release_id: int) -> Response:
+def release_fragment(request: Request, user: User, release_id: Annotated[int, Path(ge=1, le=2**62)]) -> Response:
     return render(request, "_release_live.html", user, d=_release(request, release_id))
 
 
@@ -204,8 +204,8 @@ def fleet_fragment(request: Request, user: User) -> Response:
 @router.get("/audit", response_class=HTMLResponse)
 def audit(request: Request, user: User, kind: Annotated[str, Query(max_length=100)] = "",
           actor: Annotated[str, Query(max_length=200)] = "",
-          deployment_id: Annotated[int | None, Query(ge=1)] = None,
-          before: Annotated[int | None, Query(ge=1)] = None) -> Response:
+          deployment_id: Annotated[int | None, Query(ge=1, le=2**62)] = None,
+          before: Annotated[int | None, Query(ge=1, le=2**62)] = None) -> Response:
     events = service_of(request).audit(kind=kind or None, actor=actor or None, deployment_id=deployment_id,
                                        before=before, limit=100)
     filters: dict[str, Any] = {k: v for k, v in (("kind", kind), ("actor", actor),
@@ -223,8 +223,8 @@ ACTIONS = {"lock", "unlock", "abort", "pause", "resume", "promote", "rollback", 
 @router.post("/actions/{action}")
 def act(request: Request, user: User, action: str, csrf_token: Annotated[str, Form()] = "",
         reason: Annotated[str, Form(max_length=1000)] = "", next: Annotated[str, Form()] = "/",
-        release_id: Annotated[int | None, Form(ge=1)] = None, sha: Annotated[str, Form(max_length=64)] = "",
-        deployment_id: Annotated[int | None, Form(ge=1)] = None,
+        release_id: Annotated[int | None, Form(ge=1, le=2**62)] = None, sha: Annotated[str, Form(max_length=64)] = "",
+        deployment_id: Annotated[int | None, Form(ge=1, le=2**62)] = None,
         fast: Annotated[bool, Form()] = False) -> Response:
     back = safe_next(next)
     if not csrf_ok(request.session, csrf_token):
