@@ -9,6 +9,7 @@ pass backed by enough evidence). When the bake time is over it must decide.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable
 from typing import Protocol
 
@@ -88,6 +89,7 @@ class AnalysisWindow:
         self.intervals = 0
         self.troubled = False
         self.last: Verdict | None = None
+        self.last_samples: tuple[Samples, Samples] | None = None
 
     def due(self, now: float) -> bool:
         """Whether an interval has passed since the last look."""
@@ -113,6 +115,7 @@ class AnalysisWindow:
         if first and not final:
             return None
         self.last = judge(self.config, baseline, canary, final=final)
+        self.last_samples = (baseline, canary)
         return self.last
 
 
@@ -134,3 +137,28 @@ def window_factory(*, config: CanaryConfig, source: str, interval_s: float, warm
         return AnalysisWindow(config=config, feed=feed, interval_s=interval_s, start=now + warmup_s, bake_s=bake_s)
 
     return open_window
+
+
+def _clean(values: list[float]) -> list[float | None]:
+    return [None if v is None or not math.isfinite(v) else round(float(v), 6) for v in values]
+
+
+def metric_series(config: CanaryConfig, baseline: Samples, canary: Samples) -> dict[str, dict[str, list[float | None]]]:
+    """Per-interval values of each judged metric, canary and baseline, for the dashboard's charts."""
+
+    def values(samples: Samples, series: str | None, ratio: tuple[str, str] | None) -> list[float | None]:
+        if series is not None:
+            return _clean(samples.series.get(series, []))
+        if ratio is not None:
+            num, den = samples.series.get(ratio[0], []), samples.series.get(ratio[1], [])
+            return _clean([n / d if d else math.nan for n, d in zip(num, den)])
+        return []
+
+    out: dict[str, dict[str, list[float | None]]] = {}
+    for metric in config.metrics:
+        out[metric.name] = {"canary": values(canary, metric.series, metric.ratio),
+                            "baseline": values(baseline, metric.series, metric.ratio)}
+    for name in canary.series:
+        out.setdefault(name, {"canary": _clean(canary.series[name]),
+                              "baseline": _clean(baseline.series.get(name, []))})
+    return out

@@ -58,6 +58,8 @@ def settle(commits: Sequence[CommitRow], release: ReleasePlan, *, succeeded: boo
     `blame=False` (an operator abort) makes the release's commits wait for a newer
     commit instead of being judged.
     """
+    if release.kind is ReleaseKind.ROLLBACK:
+        return {}  # going back to a known-good version judges no commit
     order = [c.sha for c in commits]
     status = {c.sha: c.status for c in commits}
     changes: dict[str, CommitStatus] = {}
@@ -101,3 +103,33 @@ def _culprit(order: list[str], status: dict[str, CommitStatus], culprit: str, ma
     mark([culprit], CommitStatus.BAD)
     later = order[order.index(culprit) + 1:]
     mark([s for s in later if status[s] in (CommitStatus.PENDING, CommitStatus.SUSPECT)], CommitStatus.BLOCKED)
+
+
+def mark_bad(commits: Sequence[CommitRow], sha: str) -> dict[str, CommitStatus]:
+    """A human says `sha` is bad: it never ships, and later unshipped commits (which contain it) wait for a fix."""
+    order = [c.sha for c in commits]
+    status = {c.sha: c.status for c in commits}
+    changes: dict[str, CommitStatus] = {}
+
+    def mark(shas: Sequence[str], new: CommitStatus) -> None:
+        for s in shas:
+            if status.get(s) is not new:
+                changes[s] = new
+                status[s] = new
+
+    _culprit(order, status, sha, mark)
+    return changes
+
+
+def mark_good(commits: Sequence[CommitRow], sha: str) -> dict[str, CommitStatus]:
+    """Undo a bad mark: `sha` may ship again, and commits it held back are pending unless another bad one precedes."""
+    order = [c.sha for c in commits]
+    status = {c.sha: c.status for c in commits}
+    changes: dict[str, CommitStatus] = {sha: CommitStatus.PENDING}
+    status[sha] = CommitStatus.PENDING
+    for s in order[order.index(sha) + 1:]:
+        if status[s] is CommitStatus.BAD:
+            break
+        if status[s] is CommitStatus.BLOCKED:
+            changes[s] = CommitStatus.PENDING
+    return changes

@@ -11,6 +11,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING
 
+from deployer.accounts import BadInput
+from deployer.cli_admin import add_admin_commands
 from deployer.demo.options import add_demo_arguments
 from deployer.exceptions import ConfigError, Conflict, DeployerError, NotFound
 from deployer.model import CommandKind
@@ -77,7 +79,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     service = _service(args)
     status = service.status(releases=args.releases)
-    print(json.dumps(status, indent=2) if args.json else render_status(status))
+    print(status.model_dump_json(indent=2) if args.json else render_status(status))
     return 0
 
 
@@ -86,7 +88,7 @@ def cmd_command(args: argparse.Namespace) -> int:
     service = _service(args)
     result = service.command(CommandKind(args.command), actor=args.actor, reason=args.reason or "",
                              deployment_id=args.deployment)
-    print(f"{args.command} queued for deployment {result['deployment_id']}")
+    print(f"{args.command} queued for deployment {result.deployment_id}")
     return 0
 
 
@@ -216,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", default="")
         p.add_argument("--actor", default=os.environ.get("USER", "operator"))
         p.set_defaults(func=cmd_lock, command=name)
+    add_admin_commands(sub, _service)
     p = sub.add_parser("serve", help="serve the dashboard and JSON API")
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_serve)
@@ -249,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 2
-    except (Conflict, NotFound) as exc:
+    except (Conflict, NotFound, BadInput) as exc:
         print(f"deployer: {exc}", file=sys.stderr)
         return 2
     except DeployerError as exc:

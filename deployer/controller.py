@@ -24,7 +24,7 @@ from sqlmodel import Session
 
 from canary.verdict import Result
 from deployer import releases, store
-from deployer.analysis import AnalysisWindow, WindowFactory
+from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
 from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Builder, Fleet
 from deployer.jobs import JobContext, build_job, run_tests_job
@@ -293,6 +293,10 @@ class Controller:
         if verdict is None:
             return
         summary = verdict.to_dict()
+        if bake.window.last_samples is not None and self.settings.canary_config is not None:
+            # The dashboard charts canary against baseline per metric, next to the decision.
+            summary["series"] = metric_series(self.settings.canary_config, *bake.window.last_samples)
+            summary["interval_s"] = bake.window.interval_s
         with store.session_scope(self.engine) as session:
             row = store.get_deployment(session, deployment_id=deployment.id)
             row.last_verdict = summary
@@ -423,7 +427,8 @@ class Controller:
             # Judge the hosts this wave added against the baseline restarted beside them.
             new_hosts = self._wave_hosts(deployment, wave)
             baseline = list(deployment.baseline_hosts)
-            seconds = self._bake_seconds(wave)
+            # A rollback's explicit fast path skips the bake (and so the analysis) on every wave.
+            seconds = 0.0 if deployment.skip_analysis else self._bake_seconds(wave)
             deployment.bake_started_at = utcnow()
             session.add(deployment)
             store.start_stage(session, deployment_id=deployment_id, name=f"bake-{wave}",

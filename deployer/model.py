@@ -68,7 +68,7 @@ COMMAND_EVENTS: dict[CommandKind, Event] = {
 class Commit(SQLModel, table=True):
     sha: str = Field(primary_key=True, max_length=64)
     position: int = Field(index=True, description="order along the branch, oldest first")
-    author: str = ""
+    author: str = Field(default="", index=True)
     message: str = Field(default="", sa_column=Column(Text))
     committed_at: datetime | None = None
     discovered_at: datetime = Field(default_factory=utcnow)
@@ -84,8 +84,9 @@ class Release(SQLModel, table=True):
     commit_shas: list[str] = Field(default_factory=list, sa_column=Column(JSON))
     status: Status = Field(default=Status.QUEUED, index=True)
     artifact: str | None = None
+    started_by: str = "controller"
     created_at: datetime = Field(default_factory=utcnow)
-    finished_at: datetime | None = None
+    finished_at: datetime | None = Field(default=None, index=True)
 
 
 class Deployment(SQLModel, table=True):
@@ -111,6 +112,8 @@ class Deployment(SQLModel, table=True):
     reason: str = Field(default="", sa_column=Column(Text))
     # An operator abort blames no commit: they wait for a newer one instead of being marked bad.
     aborted: bool = False
+    # A rollback's explicit fast path: no bake and no analysis on any wave.
+    skip_analysis: bool = False
     bake_started_at: datetime | None = None
     bake_until: datetime | None = None
     last_verdict: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
@@ -209,3 +212,64 @@ class Leader(SQLModel, table=True):
     pid: int
     since: datetime = Field(default_factory=utcnow)
     heartbeat_at: datetime = Field(default_factory=utcnow)
+
+
+# --- people, machines and what they may do ---------------------------------------------------
+
+class Role(str, Enum):
+    """What a signed-in user or an API token may do; each role includes the ones before it."""
+
+    VIEWER = "viewer"                    # reads every page and endpoint
+    RELEASE_MANAGER = "release_manager"  # also every action on the pipeline
+    ADMIN = "admin"                      # also users and tokens
+
+    @property
+    def rank(self) -> int:
+        return list(Role).index(self)
+
+    def allows(self, needed: Role) -> bool:
+        """True when this role may do what `needed` may."""
+        return self.rank >= needed.rank
+
+
+class User(SQLModel, table=True):
+    """A person who signs in to the dashboard; only the password's hash is stored."""
+
+    # Not "user": the sample app's tables share SQLModel's metadata and it has one of that name.
+    __tablename__ = "account"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=100)
+    role: Role = Role.VIEWER
+    password_hash: str
+    # Bumped when the password changes or the user is disabled: older session cookies stop working.
+    session_epoch: int = 0
+    disabled: bool = False
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    """A machine credential: the secret is shown once, only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=100)
+    role: Role = Role.VIEWER
+    prefix: str = Field(max_length=16, description="first characters of the secret, to recognise it in lists")
+    secret_hash: str = Field(index=True, unique=True, max_length=64)
+    created_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+class SignInFailure(SQLModel, table=True):
+    """A failed sign-in; recent ones slow the next attempts for that name down."""
+
+    __tablename__ = "signin_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, max_length=100)
+    client: str = Field(default="", max_length=100)
+    at: datetime = Field(default_factory=utcnow, index=True)

@@ -2,30 +2,109 @@
 
 Nothing here acts on hosts: commands go into the database and the controller carries
 them out first thing on its next tick, so a release manager's click and a controller
-restart can never race each other.
+restart can never race each other. Every method returns a typed view (deployer.views).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.engine import Engine
 
-from deployer import store
+from deployer import batching, dora, figures, readmodels, store
+from deployer.accounts import (
+    AccountService,
+    BadInput,
+    NewToken,
+    Principal,
+    SignInResult,
+    TokenView,
+    UserView,
+    generate_password,
+    parse_role,
+    session_secret,
+)
 from deployer.exceptions import Conflict, DeployerError, NotFound
-from deployer.model import COMMAND_EVENTS, CommandKind, CommitStatus, Deployment, Leader, Lock, Release
-from deployer.pipeline import allowed_events
-from deployer.settings import Settings
+from deployer.model import (
+    COMMAND_EVENTS,
+    CommandKind,
+    Commit,
+    CommitStatus,
+    Deployment,
+    Lock,
+    Release,
+    ReleaseKind,
+    Role,
+    utcnow,
+)
+from deployer.pipeline import FAILED, Status, allowed_events, plan_waves, rollout_order
+from deployer.settings import AuthSettings, Settings
+from deployer.views import (
+    ActionResult,
+    BisectNode,
+    CommandAccepted,
+    CommitView,
+    DeploymentDetail,
+    DeploymentView,
+    Dora,
+    EventView,
+    HostView,
+    LockState,
+    LockView,
+    Overview,
+    PlatformFigures,
+    ReleaseCommit,
+    ReleasePage,
+    ReleaseRow,
+    ReleaseView,
+    StageView,
+    StatusView,
+    VerdictView,
+    WhoAmI,
+)
 
 SETTLED_COMMITS = frozenset({CommitStatus.SHIPPED, CommitStatus.BAD, CommitStatus.BLOCKED})
-__all__ = ["Conflict", "DeployService", "DeployerError", "NotFound"]
-
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
+# Re-exported: the dashboard reaches the views and accounts through this module only.
+__all__ = [
+    "AccountService",
+    "ActionResult",
+    "BadInput",
+    "BisectNode",
+    "CommandAccepted",
+    "CommitView",
+    "Conflict",
+    "DeployService",
+    "DeployerError",
+    "DeploymentDetail",
+    "DeploymentView",
+    "Dora",
+    "EventView",
+    "HostView",
+    "LockState",
+    "LockView",
+    "NewToken",
+    "NotFound",
+    "Overview",
+    "PlatformFigures",
+    "Principal",
+    "ReleaseCommit",
+    "ReleasePage",
+    "ReleaseRow",
+    "ReleaseView",
+    "Role",
+    "SignInResult",
+    "StageView",
+    "StatusView",
+    "TokenView",
+    "UserView",
+    "VerdictView",
+    "WhoAmI",
+    "generate_password",
+    "parse_role",
+    "session_secret",
+]
 
 
 @dataclass
@@ -33,62 +112,65 @@ class DeployService:
     """The controller's state and steering wheel, backed by its database."""
 
     engine: Engine
+    settings: Settings | None = None
+    accounts: AccountService = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.accounts = AccountService(self.engine, self.settings.auth if self.settings else AuthSettings())
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeployService:
         """A service over the database the settings name (schema migrated or checked per `database.migrate`)."""
-        return cls(store.open_database(settings.database_url, migrate=settings.database.migrate))
+        return cls(store.open_database(settings.database_url, migrate=settings.database.migrate), settings)
 
-    def status(self, *, releases: int = 10) -> dict[str, Any]:
-        """Hosts, the deployment in flight, the last releases and the lock, as plain data."""
+    # --- reads ---------------------------------------------------------------------------------
+
+    def status(self, *, releases: int = 10) -> StatusView:
+        """Hosts, the deployment in flight, the last releases and the lock."""
         with store.session_scope(self.engine) as session:
+            hosts = store.host_states(session)
             active = store.active_deployment(session)
-            lock = store.get_lock(session)
-            return {
-                "hosts": [{"name": h.name, "address": h.address, "desired_version": h.desired_version,
-                           "observed_version": h.observed_version, "healthy": h.healthy, "role": h.role.value,
-                           "detail": h.detail, "updated_at": _iso(h.updated_at)}
-                          for h in store.host_states(session)],
-                "active": self._deployment(active) if active else None,
-                "releases": [self._release(session, r) for r in store.recent_releases(session, limit=releases)],
-                "lock": {"holder": lock.holder, "reason": lock.reason, "at": _iso(lock.at)} if lock else None,
-                "leader": self._leader(session),
-            }
+            recent = store.recent_releases(session, limit=releases)
+            deployments = readmodels.deployments_of(session, [r.id for r in recent if r.id is not None])
+            return StatusView(
+                hosts=[readmodels.host_view(h) for h in hosts],
+                active=readmodels.deployment_view(active, hosts) if active else None,
+                releases=[readmodels.release_view(r, deployments.get(r.id or 0)) for r in recent],
+                lock=readmodels.lock_view(session), leader=readmodels.leader_view(session))
 
-    @staticmethod
-    def _leader(session: Any) -> dict[str, Any] | None:
-        leader = session.get(Leader, "controller")
-        if leader is None:
-            return None
-        beat = leader.heartbeat_at if leader.heartbeat_at.tzinfo else leader.heartbeat_at.replace(tzinfo=timezone.utc)
-        return {"holder": leader.holder, "host": leader.host, "pid": leader.pid, "since": _iso(leader.since),
-                "heartbeat_at": _iso(leader.heartbeat_at),
-                "heartbeat_age_s": round((datetime.now(timezone.utc) - beat).total_seconds(), 1)}
+    def hosts(self) -> list[HostView]:
+        """Every host with its desired and observed version, health and role."""
+        with store.session_scope(self.engine) as session:
+            return [readmodels.host_view(h) for h in store.host_states(session)]
 
-    @staticmethod
-    def _deployment(d: Deployment) -> dict[str, Any]:
-        return {"id": d.id, "release_id": d.release_id, "status": d.status.value,
-                "phase": d.phase.value if d.phase else None, "wave": d.wave, "waves": d.waves,
-                "wave_plan": d.wave_plan, "version": d.version, "previous_version": d.previous_version,
-                "canary_hosts": d.canary_hosts, "baseline_hosts": d.baseline_hosts, "reason": d.reason,
-                "last_verdict": d.last_verdict, "created_at": _iso(d.created_at),
-                "updated_at": _iso(d.updated_at), "finished_at": _iso(d.finished_at)}
+    def overview(self, *, now: datetime | None = None) -> Overview:
+        """What is live and since when, what is in flight, what waits, the lock, DORA over 7 and 30 days."""
+        now = now or utcnow()
+        with store.session_scope(self.engine) as session:
+            hosts = store.host_states(session)
+            active = store.active_deployment(session)
+            live = store.last_good_release(session)
+            queue = store.branch_commits(session, statuses=[CommitStatus.PENDING, CommitStatus.BLOCKED,
+                                                            CommitStatus.SUSPECT])
+            month = dora.load(session, now=now, days=30)
+            week = [r for r in month if (now - r.finished_at).total_seconds() <= 7 * 86400]
+            return Overview(
+                fleet_version=live.sha if live else None,
+                fleet_since=readmodels.aware(live.finished_at) if live else None,
+                active=readmodels.deployment_view(active, hosts) if active else None,
+                queue=[readmodels.commit_view(c) for c in queue],
+                lock=readmodels.lock_view(session),
+                dora=[dora.compute(week, days=7), dora.compute(month, days=30)], now=now)
 
-    def _release(self, session: Any, r: Release) -> dict[str, Any]:
-        deployment = store.deployment_of(session, release_id=r.id) if r.id is not None else None
-        return {"id": r.id, "sha": r.sha, "kind": r.kind.value, "status": r.status.value,
-                "commits": r.commit_shas, "previous_sha": r.previous_sha, "created_at": _iso(r.created_at),
-                "finished_at": _iso(r.finished_at),
-                "reason": deployment.reason if deployment else "",
-                "deployment_id": deployment.id if deployment else None}
+    def platform_figures(self) -> PlatformFigures:
+        """Aggregates over the whole history for the platform's /metrics."""
+        with store.session_scope(self.engine) as session:
+            return figures.platform_figures(session)
 
-    def commits(self) -> list[dict[str, Any]]:
+    def commits(self) -> list[CommitView]:
         """Every known commit in branch order with its status and release."""
         with store.session_scope(self.engine) as session:
-            return [{"sha": c.sha, "position": c.position, "author": c.author,
-                     "title": (c.message.strip().splitlines() or [""])[0], "status": c.status.value,
-                     "release_id": c.release_id, "committed_at": _iso(c.committed_at)}
-                    for c in store.branch_commits(session)]
+            return [readmodels.commit_view(c) for c in store.branch_commits(session)]
 
     def settled(self, shas: list[str]) -> bool:
         """Nothing is deploying, every sha is known, and every known commit has its final status."""
@@ -98,33 +180,71 @@ class DeployService:
             statuses = {c.sha: c.status for c in store.branch_commits(session)}
         return set(shas) <= set(statuses) and all(s in SETTLED_COMMITS for s in statuses.values())
 
-    def deployment(self, deployment_id: int) -> dict[str, Any]:
-        """One deployment with its stages, verdicts and audit trail (NotFound if unknown)."""
+    def releases(self, *, status: str | None = None, author: str | None = None, kind: str | None = None,
+                 before: int | None = None, limit: int = 50) -> ReleasePage:
+        """Releases newest first, filtered by status, author and kind, one keyset page at a time."""
+        with store.session_scope(self.engine) as session:
+            return readmodels.release_page(session, status=status, author=author, kind=kind, before=before,
+                                           limit=limit)
+
+    def deployment(self, deployment_id: int) -> DeploymentDetail:
+        """One deployment with its stages, verdicts, hosts, commits, bisection and audit trail."""
         with store.session_scope(self.engine) as session:
             d = store.get_deployment(session, deployment_id=deployment_id)
-            out = self._deployment(d)
-            out["stages"] = [{"name": s.name, "status": s.status.value, "started_at": _iso(s.started_at),
-                              "finished_at": _iso(s.finished_at), "detail": s.detail, "log": s.log}
-                             for s in store.stages_of(session, deployment_id=deployment_id)]
-            out["verdicts"] = [{"wave": v.wave, "result": v.result, "score": v.score, "reason": v.reason,
-                                "intervals": v.intervals, "at": _iso(v.at), "report": v.report}
-                               for v in store.verdicts_of(session, deployment_id=deployment_id)]
-            out["events"] = self._events(store.recent_audit(session, deployment_id=deployment_id, limit=1000))
-            return out
+            hosts = store.host_states(session)
+            release = session.get(Release, d.release_id)
+            commits = readmodels.release_commits(session, release.commit_shas if release else [])
+            base = readmodels.deployment_view(d, hosts)
+            return DeploymentDetail(
+                **base.model_dump(), stages=readmodels.stage_views(session, deployment_id),
+                verdicts=readmodels.verdict_views(session, deployment_id),
+                events=[readmodels.event_view(e) for e in store.recent_audit(session, deployment_id=deployment_id,
+                                                                             limit=1000)],
+                hosts=[readmodels.host_view(h) for h in hosts],
+                release=readmodels.release_view(release, d) if release else None,
+                release_commits=[ReleaseCommit(sha=c.sha, author=c.author, title=readmodels.title_of(c.message),
+                                               committed_at=readmodels.aware(c.committed_at))
+                                 for sha in (release.commit_shas if release else []) if (c := commits.get(sha))],
+                bisection=readmodels.bisection_tree(session, release) if release else None)
 
-    def events(self, *, after_id: int = 0, limit: int = 200) -> list[dict[str, Any]]:
+    def release(self, release_id: int) -> DeploymentDetail:
+        """The latest deployment of a release, in detail (NotFound when it has none)."""
+        with store.session_scope(self.engine) as session:
+            store.get_release(session, release_id=release_id)
+            d = store.deployment_of(session, release_id=release_id)
+            if d is None or d.id is None:
+                raise NotFound("deployment of release", release_id)
+            deployment_id = d.id
+        return self.deployment(deployment_id)
+
+    def events(self, *, after_id: int = 0, limit: int = 200) -> list[EventView]:
         """The audit trail after `after_id`, oldest first."""
         with store.session_scope(self.engine) as session:
-            return self._events(store.recent_audit(session, after_id=after_id, limit=limit))
+            return [readmodels.event_view(e) for e in store.recent_audit(session, after_id=after_id, limit=limit)]
 
-    @staticmethod
-    def _events(rows: list[Any]) -> list[dict[str, Any]]:
-        return [{"id": e.id, "at": _iso(e.at), "actor": e.actor, "kind": e.kind, "deployment_id": e.deployment_id,
-                 "release_id": e.release_id, "from": e.from_status, "to": e.to_status, "event": e.event,
-                 "message": e.message, "data": e.data} for e in rows]
+    def audit(self, *, kind: str | None = None, actor: str | None = None, deployment_id: int | None = None,
+              before: int | None = None, after: int | None = None, limit: int = 100) -> list[EventView]:
+        """Audit events newest first (oldest first when `after` is given), filtered."""
+        with store.session_scope(self.engine) as session:
+            rows = readmodels.audit_page(session, kind=kind, actor=actor, deployment_id=deployment_id,
+                                         before=before, after=after, limit=limit)
+            return [readmodels.event_view(e) for e in rows]
+
+    def audit_export(self, *, kind: str | None = None, actor: str | None = None,
+                     deployment_id: int | None = None, batch: int = 1000) -> Iterator[EventView]:
+        """Every matching audit event, oldest first, read in batches (for JSON Lines export)."""
+        after = 0
+        while True:
+            page = self.audit(kind=kind, actor=actor, deployment_id=deployment_id, after=after, limit=batch)
+            yield from page
+            if len(page) < batch:
+                return
+            after = page[-1].id
+
+    # --- actions -------------------------------------------------------------------------------
 
     def command(self, kind: CommandKind, *, actor: str, reason: str = "",
-                deployment_id: int | None = None) -> dict[str, Any]:
+                deployment_id: int | None = None) -> CommandAccepted:
         """Queue abort/pause/resume/promote for the deployment in flight; Conflict when it cannot apply."""
         with store.session_scope(self.engine) as session:
             active = store.active_deployment(session)
@@ -142,29 +262,158 @@ class DeployService:
             command = store.add_command(session, kind=kind, actor=actor, reason=reason,
                                         deployment_id=active.id if active and kind in COMMAND_EVENTS else None)
             store.audit(session, kind="command", actor=actor, deployment_id=command.deployment_id,
-                        message=f"{kind.value} requested" + (f": {reason}" if reason else ""))
-            return {"id": command.id, "kind": kind.value, "deployment_id": command.deployment_id}
+                        message=f"{kind.value} requested" + (f": {reason}" if reason else ""),
+                        data={"command": kind.value, "reason": reason})
+            return CommandAccepted(id=command.id, kind=kind.value, deployment_id=command.deployment_id)
 
-    def notify_push(self, *, actor: str, ref: str = "", after: str = "") -> dict[str, Any]:
+    def notify_push(self, *, actor: str, ref: str = "", after: str = "") -> CommandAccepted:
         """A push hook or webhook says the branch moved: fetch now instead of at the next poll."""
         return self.command(CommandKind.POLL, actor=actor, reason=f"{ref} -> {after[:12]}".strip(" ->"))
 
-    def lock(self, *, holder: str, reason: str) -> dict[str, Any]:
+    def lock(self, *, holder: str, reason: str) -> LockState:
         """Stop new releases from starting (the one in flight goes on)."""
         with store.session_scope(self.engine) as session:
             existing = store.get_lock(session)
             if existing is not None:
                 raise Conflict(f"the pipeline is already locked by {existing.holder}: {existing.reason}")
             session.add(Lock(name="pipeline", holder=holder, reason=reason))
-            store.audit(session, kind="lock", actor=holder, message=f"pipeline locked: {reason}")
-            return {"locked": True, "holder": holder, "reason": reason}
+            store.audit(session, kind="lock", actor=holder, message=f"pipeline locked: {reason}",
+                        data={"reason": reason})
+            return LockState(locked=True, holder=holder, reason=reason)
 
-    def unlock(self, *, actor: str) -> dict[str, Any]:
+    def unlock(self, *, actor: str, reason: str = "") -> LockState:
         """Let new releases start again."""
         with store.session_scope(self.engine) as session:
             existing = store.get_lock(session)
             if existing is None:
                 raise Conflict("the pipeline is not locked")
             session.delete(existing)
-            store.audit(session, kind="unlock", actor=actor, message="pipeline unlocked")
-            return {"locked": False}
+            store.audit(session, kind="unlock", actor=actor,
+                        message="pipeline unlocked" + (f": {reason}" if reason else ""), data={"reason": reason})
+            return LockState(locked=False)
+
+    def mark_commit(self, sha: str, *, bad: bool, actor: str, reason: str = "") -> ActionResult:
+        """Mark a commit bad (it and the unshipped commits after it wait for a fix) or good again."""
+        with store.session_scope(self.engine) as session:
+            commits = store.branch_commits(session)
+            target = _find_commit(commits, sha)
+            if bad and target.status is CommitStatus.SHIPPED:
+                raise Conflict(f"commit {target.sha[:12]} is already on the fleet; roll back to an earlier release "
+                               f"instead of marking it bad")
+            if bad and target.status is CommitStatus.BAD:
+                raise Conflict(f"commit {target.sha[:12]} is already marked bad")
+            if not bad and target.status is not CommitStatus.BAD:
+                raise Conflict(f"commit {target.sha[:12]} is {target.status.value}, not bad; nothing to undo")
+            active = store.active_deployment(session)
+            if active is not None:
+                release = store.get_release(session, release_id=active.release_id)
+                if target.sha in release.commit_shas:
+                    raise Conflict(f"commit {target.sha[:12]} is in release {release.id}, in flight; abort it first")
+            rows = [batching.CommitRow(c.sha, c.status) for c in commits]
+            changes = (batching.mark_bad if bad else batching.mark_good)(rows, target.sha)
+            by_sha = {c.sha: c for c in commits}
+            for changed, new_status in changes.items():
+                by_sha[changed].status = new_status
+                session.add(by_sha[changed])
+            verb = "bad" if bad else "good"
+            store.audit(session, kind=f"commit_marked_{verb}", actor=actor,
+                        message=f"commit {target.sha[:12]} marked {verb}" + (f": {reason}" if reason else ""),
+                        data={"sha": target.sha, "reason": reason, "commits": {k: v.value for k, v in changes.items()}})
+            return ActionResult(message=f"commit {target.sha[:12]} marked {verb}; {len(changes)} commit(s) changed",
+                                commits=sorted(changes))
+
+    def retry(self, release_id: int, *, actor: str, reason: str = "") -> ActionResult:
+        """Give a failed release's commits another go: they are pending again and the next release takes them."""
+        with store.session_scope(self.engine) as session:
+            release = store.get_release(session, release_id=release_id)
+            if release.status not in FAILED and release.status is not Status.ABORTED:
+                raise Conflict(f"release {release_id} is {release.status.value}; only a failed or aborted release "
+                               f"can be retried")
+            if release.kind is ReleaseKind.ROLLBACK:
+                raise Conflict(f"release {release_id} is a rollback; start a new rollback instead")
+            commits = store.commits_of(session, shas=release.commit_shas)
+            waiting = [c for c in commits if c.status in (CommitStatus.BAD, CommitStatus.BLOCKED,
+                                                          CommitStatus.SUSPECT)]
+            if not waiting:
+                raise Conflict(f"release {release_id}'s commits have all been released again since; nothing to retry")
+            for c in waiting:
+                c.status = CommitStatus.PENDING
+                session.add(c)
+            store.audit(session, kind="retry", actor=actor, release_id=release_id,
+                        message=f"release {release_id} retried" + (f": {reason}" if reason else ""),
+                        data={"commits": [c.sha for c in waiting], "reason": reason})
+            return ActionResult(message=f"{len(waiting)} commit(s) of release {release_id} are pending again",
+                                release_id=release_id, commits=[c.sha for c in waiting])
+
+    def rollback(self, release_id: int, *, actor: str, reason: str, skip_analysis: bool = False) -> ActionResult:
+        """Deploy an earlier good release again as a new `rollback` release, and lock the pipeline.
+
+        It goes through the canary machinery like any release; `skip_analysis` is the explicit
+        fast path (no bake, no analysis). The lock keeps the commits after it from shipping
+        until a human unlocks.
+        """
+        if self.settings is None:
+            raise DeployerError("rollback needs the service built from settings (DeployService.from_settings)")
+        settings = self.settings
+        with store.session_scope(self.engine) as session:
+            target = store.get_release(session, release_id=release_id)
+            if target.status is not Status.SUCCEEDED or not target.artifact:
+                raise Conflict(f"release {release_id} is {target.status.value}; only a release that reached the whole "
+                               f"fleet (succeeded) can be rolled back to")
+            active = store.active_deployment(session)
+            if active is not None:
+                raise Conflict(f"release {active.release_id} is in flight ({active.status.value}); abort it first, "
+                               f"then roll back")
+            current = store.last_good_release(session)
+            assert current is not None
+            if current.sha == target.sha:
+                raise Conflict(f"the fleet already runs {target.sha[:12]} (release {current.id})")
+            host_names = [h.name for h in store.host_states(session)]
+            if not host_names:
+                raise Conflict("no hosts are known yet; start the controller first")
+            canary, baseline, order = rollout_order(host_names, settings.rollout.canary_hosts)
+            wave_plan = plan_waves(len(host_names), settings.rollout.canary_hosts, settings.rollout.waves)
+            release = Release(sha=target.sha, kind=ReleaseKind.ROLLBACK, previous_sha=current.sha, commit_shas=[],
+                              artifact=target.artifact, started_by=actor)
+            session.add(release)
+            session.flush()
+            deployment = Deployment(
+                release_id=release.id, version=target.sha, previous_version=current.sha,
+                previous_artifact=current.artifact, artifact=target.artifact, waves=len(wave_plan),
+                wave_plan=wave_plan, host_order=order, canary_hosts=canary, baseline_hosts=baseline,
+                max_extensions=settings.rollout.max_extensions, skip_analysis=skip_analysis,
+                reason=f"rollback to release {release_id} by {actor}: {reason}")
+            session.add(deployment)
+            session.flush()
+            how = "fast path, no bake" if skip_analysis else "through the canary"
+            store.audit(session, kind="rollback_requested", actor=actor, deployment_id=deployment.id,
+                        release_id=release.id,
+                        message=f"rollback to release {release_id} ({target.sha[:12]}, {how}): {reason}",
+                        data={"target_release": release_id, "sha": target.sha, "skip_analysis": skip_analysis,
+                              "reason": reason})
+            if store.get_lock(session) is None:
+                session.add(Lock(name="pipeline", holder=actor, reason=f"rolled back to release {release_id}: {reason}"))
+                store.audit(session, kind="lock", actor=actor,
+                            message=f"pipeline locked by the rollback to release {release_id}")
+            return ActionResult(message=f"release {release.id} rolls the fleet back to {target.sha[:12]} ({how}); "
+                                        f"the pipeline is locked until someone unlocks it",
+                                release_id=release.id, deployment_id=deployment.id)
+
+    # --- accounts (delegated, so the dashboard talks to this service only) ---------------------
+
+    def whoami(self, principal: Principal) -> WhoAmI:
+        """The caller as the API shows it."""
+        return WhoAmI(name=principal.name, role=principal.role, kind=principal.kind)
+
+
+def _find_commit(commits: list[Commit], sha: str) -> Commit:
+    sha = sha.strip().lower()
+    if len(sha) < 7:
+        raise BadInput(f"sha: \"{sha}\" is too short; give at least 7 characters of the commit's sha")
+    found = [c for c in commits if c.sha.startswith(sha)]
+    if not found:
+        raise NotFound("commit", sha)
+    if len(found) > 1:
+        raise BadInput(f"sha: \"{sha}\" matches {len(found)} commits; give more characters")
+    return found[0]
+

@@ -223,6 +223,30 @@ class ControllerSettings(_Section):
     heartbeat: Duration = 2.0
 
 
+# Values people paste from examples; a session secret like these would let anyone forge a sign-in.
+PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "placeholder", "please-change", "xxx",
+                                 "your-secret-key", "insecure", "default", "test", "password"})
+
+
+class AuthSettings(_Section):
+    secret_key: str | None = Field(None, description="signs session cookies; generated into the workdir when unset")
+    session_max_age: Duration = 12 * 3600.0
+    cookie_secure: bool = False
+    signin_free_failures: int = Field(3, ge=0, le=100)
+    signin_delay: Duration = 1.0
+    signin_max_delay: Duration = 10.0
+    signin_window: Duration = 900.0
+
+    @model_validator(mode="after")
+    def _no_placeholder_secret(self) -> AuthSettings:
+        key = self.secret_key
+        if key is not None and (key.strip().lower() in PLACEHOLDER_SECRETS or len(key) < 32):
+            raise ValueError("secret_key: is a placeholder or shorter than 32 characters; use e.g. the output of "
+                             "`python -c 'import secrets; print(secrets.token_urlsafe(48))'`, or leave it unset "
+                             "to have one generated in the workdir")
+        return self
+
+
 class Settings(BaseSettings):
     """The whole configuration; build it with `load_settings()`."""
 
@@ -240,6 +264,7 @@ class Settings(BaseSettings):
     queue: QueueSettings = QueueSettings()
     api: ApiSettings = ApiSettings()
     controller: ControllerSettings = ControllerSettings()
+    auth: AuthSettings = AuthSettings()
     base_dir: str = "."
     canary_config: CanaryConfig | None = Field(None, exclude=True)
 

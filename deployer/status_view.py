@@ -4,14 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from deployer.views import StatusView
+
 
 def short(sha: str | None) -> str:
     """The 10-character form of a sha, or '-'."""
     return sha[:10] if sha else "-"
 
 
-def render_status(status: dict[str, Any]) -> str:
+def render_status(view: StatusView) -> str:
     """Hosts with their versions, the deployment in flight, and the last releases."""
+    status: dict[str, Any] = view.model_dump(mode="json")
     lines = ["HOSTS"]
     for h in status["hosts"]:
         drift = "" if h["desired_version"] == h["observed_version"] else f"  (wants {short(h['desired_version'])})"

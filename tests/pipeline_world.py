@@ -109,8 +109,8 @@ class PipelineWorld:
         def ready() -> bool:
             self.check_controller()
             status = self.service.status()
-            return bool(status["releases"]) and len(status["hosts"]) == self.settings.fleet.hosts and \
-                all(h["healthy"] for h in status["hosts"])
+            return bool(status.releases) and len(status.hosts) == self.settings.fleet.hosts and \
+                all(h.healthy for h in status.hosts)
         wait_until("the fleet to start", ready, timeout)
 
     def start_traffic(self, rate: float = 40.0) -> None:

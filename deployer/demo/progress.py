@@ -21,7 +21,8 @@ class Progress:
 
     def show(self) -> None:
         """Print every new event."""
-        for event in self.service.events(after_id=self.last_id, limit=500):
+        for view in self.service.events(after_id=self.last_id, limit=500):
+            event = view.model_dump(mode="json", by_alias=True)
             self.last_id = event["id"]
             line = self.format(event)
             if line and self.verbose:

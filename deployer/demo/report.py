@@ -45,10 +45,10 @@ def build_report(*, service: DeployService, scripted: list[ScriptedCommit], shas
                  fleet_versions: dict[str, str | None], traffic: dict[str, Any], duration_s: float,
                  settings: Settings) -> dict[str, Any]:
     """Everything the demo showed, with pass/fail checks."""
-    commits = {c["sha"]: c for c in service.commits()}
-    status = service.status(releases=200)
+    commits = {c.sha: c.model_dump(mode="json") for c in service.commits()}
+    status = service.status(releases=200).model_dump(mode="json")
     releases = {r["id"]: r for r in status["releases"]}
-    details = {r["deployment_id"]: service.deployment(r["deployment_id"])
+    details = {r["deployment_id"]: service.deployment(r["deployment_id"]).model_dump(mode="json", by_alias=True)
                for r in releases.values() if r["deployment_id"]}
     by_release = {d["release_id"]: d for d in details.values()}
 

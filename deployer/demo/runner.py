@@ -27,7 +27,7 @@ from deployer.demo.scenario import STEPS, ScriptedCommit
 from deployer.demo.seed import seed_content
 from deployer.exceptions import ConfigError, DeployerError
 from deployer.fleet import build_fleet
-from deployer.service import DeployService
+from deployer.service import DeployService, Role, generate_password
 from deployer.settings import Settings, load_settings
 from deployer.loadgen.traffic import TrafficGenerator
 
@@ -97,10 +97,22 @@ class Demo:
         workspace = ws_ops.create(self.root, base_config=base or {}, overrides=_overrides(self.args, self.root))
         self.settings = load_settings(workspace.config)
         api_url = f"http://{self.settings.api.host}:{self.settings.api.port}"
-        hooked = ws_ops.install_push_hook(workspace, api_url)
+        hook_token = self.create_credentials(api_url)
+        hooked = ws_ops.install_push_hook(workspace, api_url, hook_token)
         self.say(f"workspace {workspace.root}: central repository, a clone, "
                  f"{'a post-receive hook, ' if hooked else ''}config.yaml")
         return workspace
+
+    def create_credentials(self, api_url: str) -> str:
+        """A demo admin with a random password (printed, so a newcomer can watch live) and the hook's token."""
+        assert self.settings is not None
+        service = DeployService.from_settings(self.settings)
+        password = generate_password()
+        service.accounts.add_user(name="demo-admin", role=Role.ADMIN, password=password, actor="demo")
+        token = service.accounts.create_token(name="push-hook", role=Role.RELEASE_MANAGER, actor="demo")
+        service.engine.dispose()
+        self.say(f"dashboard: {api_url}/  sign in as demo-admin / {password}")
+        return token.secret
 
     def spawn(self, workspace: ws_ops.Workspace, name: str, *args: str) -> None:
         # -P: the workspace holds folders named like packages; never import from the working directory.
@@ -145,8 +157,8 @@ class Demo:
 
         def bootstrapped() -> bool:
             status = service.status()
-            return bool(status["releases"]) and all(h["healthy"] for h in status["hosts"]) \
-                and len(status["hosts"]) == settings.fleet.hosts
+            return bool(status.releases) and all(h.healthy for h in status.hosts) \
+                and len(status.hosts) == settings.fleet.hosts
 
         self.wait_for("the fleet to start", bootstrapped, 180, workspace)
         balancer = f"http://{settings.fleet.bind}:{settings.fleet.balancer_port}"

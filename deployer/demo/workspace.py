@@ -98,7 +98,7 @@ def create(root: Path, *, base_config: dict[str, Any], overrides: dict[str, Any]
     return workspace
 
 
-def install_push_hook(workspace: Workspace, api_url: str) -> bool:
+def install_push_hook(workspace: Workspace, api_url: str, token: str = "") -> bool:
     """Install hooks/post-receive in the central repository; False when the hook is not available."""
     hook = PLATFORM_ROOT / "hooks" / "post-receive"
     if not hook.is_file():
@@ -108,6 +108,8 @@ def install_push_hook(workspace: Workspace, api_url: str) -> bool:
     target.chmod(0o755)
     git(workspace.repo, "config", "deployer.url", api_url)
     git(workspace.repo, "config", "deployer.branch", "main")
+    if token:
+        git(workspace.repo, "config", "deployer.token", token)
     return True
 
 

@@ -15,7 +15,8 @@ from fastapi.testclient import TestClient
 
 from dashboards.app import create_app
 from deployer import store
-from deployer.model import CommandKind, Deployment, Release
+from deployer.model import CommandKind, Deployment, Release, Role
+from deployer.service import DeployService
 from deployer.pipeline import Phase, Status
 from deployer.settings import Settings, load_settings
 from tests.gitrepo import git, make_central_repo
@@ -33,7 +34,9 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def client(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings)) as test_client:
+    app = create_app(settings)
+    token = app.state.service.accounts.create_token(name="ana", role=Role.RELEASE_MANAGER).secret
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as test_client:
         yield test_client
 
 
@@ -56,12 +59,12 @@ def test_status_when_nothing_happened_yet(client: TestClient) -> None:
 
 
 def test_commands_are_checked_against_the_state_machine(client: TestClient, settings: Settings) -> None:
-    response = client.post("/api/v1/deployments/current/abort", json={"actor": "ana"})
+    response = client.post("/api/v1/deployments/current/abort", json={})
     assert response.status_code == 409 and "no deployment is in progress" in response.json()["detail"]
     deployment_id = add_deployment(settings, Status.CANARY, Phase.BAKING)
-    refused = client.post("/api/v1/deployments/current/resume", json={"actor": "ana"})
+    refused = client.post("/api/v1/deployments/current/resume", json={})
     assert refused.status_code == 409 and "allowed now" in refused.json()["detail"]
-    accepted = client.post("/api/v1/deployments/current/promote", json={"actor": "ana", "reason": "looks fine"})
+    accepted = client.post("/api/v1/deployments/current/promote", json={"reason": "looks fine"})
     assert accepted.status_code == 202 and accepted.json()["deployment_id"] == deployment_id
     wrong = client.post("/api/v1/deployments/current/abort", json={"deployment_id": deployment_id + 7})
     assert wrong.status_code == 409
@@ -73,16 +76,17 @@ def test_bad_requests_get_a_reason_not_a_500(client: TestClient) -> None:
     assert client.post("/api/v1/deployments/current/explode").status_code == 422
     assert client.get("/api/v1/deployments/999").status_code == 404
     assert client.get("/api/v1/deployments/abc").status_code == 422
-    assert client.post("/api/v1/lock", json={"holder": ""}).status_code == 422
+    assert client.post("/api/v1/lock", json={"reason": ""}).status_code == 422
     assert client.get("/api/v1/status?releases=0").status_code == 422
     assert client.delete("/api/v1/lock").status_code == 409
 
 
 def test_lock_and_unlock(client: TestClient) -> None:
-    assert client.post("/api/v1/lock", json={"holder": "ana", "reason": "incident 42"}).status_code == 200
-    assert client.get("/api/v1/status").json()["lock"]["reason"] == "incident 42"
-    assert client.post("/api/v1/lock", json={"holder": "ben", "reason": "x"}).status_code == 409
-    assert client.delete("/api/v1/lock?actor=ana").json() == {"locked": False}
+    assert client.post("/api/v1/lock", json={"reason": "incident 42"}).status_code == 200
+    lock = client.get("/api/v1/status").json()["lock"]
+    assert lock["reason"] == "incident 42" and lock["holder"] == "token:ana"
+    assert client.post("/api/v1/lock", json={"reason": "x"}).status_code == 409
+    assert client.delete("/api/v1/lock").json() == {"locked": False, "holder": None, "reason": None}
 
 
 def test_prometheus_metrics_of_the_platform(client: TestClient, settings: Settings) -> None:
@@ -111,12 +115,15 @@ def test_post_receive_hook_pokes_the_controller(tmp_path: Path, settings: Settin
         hook = central.bare / "hooks" / "post-receive"
         shutil.copy2(ROOT / "hooks" / "post-receive", hook)
         git(central.bare, "config", "deployer.url", f"http://127.0.0.1:{port}")
+        service = DeployService.from_settings(settings)
+        git(central.bare, "config", "deployer.token",
+            service.accounts.create_token(name="hook", role=Role.RELEASE_MANAGER).secret)
         sha = central.commit("a change", {"x.txt": "1\n"})
         pushed = git(central.clone, "push", "origin", "main")  # hook output goes to stderr, git relays it
         engine = store.make_engine(settings.database_url)
         with store.session_scope(engine) as session:
             commands = store.pending_commands(session)
-        assert [c.kind for c in commands] == [CommandKind.POLL]
+        assert [(c.kind, c.actor) for c in commands] == [(CommandKind.POLL, "token:hook")]
         assert sha[:12] in commands[0].reason
         assert pushed is not None
     finally:

@@ -18,8 +18,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def leader_pid(world: PipelineWorld) -> int | None:
-    leader = world.service.status(releases=1)["leader"]
-    return int(leader["pid"]) if leader else None
+    leader = world.service.status(releases=1).leader
+    return leader.pid if leader else None
 
 
 def elections(world: PipelineWorld) -> list[dict[str, object]]:
@@ -49,7 +49,7 @@ def test_one_leader_drives_and_a_standby_takes_over_after_kill_9(
         standby = world.start_standby("standby")
         wait_until("the second controller to stand by",
                    lambda: "standing by" in (world.workspace.logs / "standby.log").read_text(), 60)
-        assert leader_pid(world) == first and world.service.status()["leader"]["heartbeat_age_s"] < 5
+        assert leader_pid(world) == first and world.service.status().leader.heartbeat_age_s < 5
 
         # Only the leader acts: a release ships, and the standby was never elected.
         good, = world.merge(GOOD_IMAGE_CACHE)
@@ -73,7 +73,7 @@ def test_one_leader_drives_and_a_standby_takes_over_after_kill_9(
         assert any(e["kind"] == "recovered" for e in detail["events"])
         assert set(world.fleet_versions().values()) == {second}
         assert [e["pid"] for e in elections(world)] == [first, standby.pid]
-        assert elections(world)[-1]["previous"] == f"{world.service.status()['leader']['host']}:{first}"
+        assert elections(world)[-1]["previous"] == f"{world.service.status().leader.host}:{first}"
         # Bounded: one poll of the standby plus the time to record it, far below this on an idle machine.
         assert takeover_s < 10, takeover_s
         print(json.dumps({"database": database, "leader_takeover_s": round(takeover_s, 3)}))

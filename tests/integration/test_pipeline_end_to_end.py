@@ -57,7 +57,7 @@ def test_ships_good_commits_and_stops_bad_ones(world: PipelineWorld) -> None:
                    if e["kind"] == "host_deployed" and e["data"]["version"] == spike}
     assert deployed_to <= set(detail["canary_hosts"])
     assert_fleet_on(world, revert)
-    commits = {c["sha"]: c["status"] for c in world.service.commits()}
+    commits = {c.sha: c.status.value for c in world.service.commits()}
     assert (commits[good], commits[crash], commits[revert], commits[spike]) == ("shipped", "bad", "shipped", "bad")
 
     stats = world.traffic.stats()
@@ -126,5 +126,5 @@ def test_a_blind_canary_is_never_promoted_and_waits_for_a_human(blind_world: Pip
     world.wait_settled()
     assert world.deployment_of(sha)["status"] == "rolled_back"
     assert set(world.fleet_versions().values()) == {world.seed_sha}
-    commits = {c["sha"]: c["status"] for c in world.service.commits()}
+    commits = {c.sha: c.status.value for c in world.service.commits()}
     assert commits[sha] == "blocked"  # an abort blames nobody; the commit waits for a newer one
