@@ -107,6 +107,11 @@ class RolloutSettings(_Section):
     wave_bake: Duration = 30.0
     warmup: Duration = 3.0
     max_extensions: int = Field(2, ge=0, le=20)
+    # A failed rollback is retried after rollback_retry, doubling each time up to rollback_retry_max;
+    # after rollback_max_failures failures in a row the deployment pauses for a human.
+    rollback_retry: Duration = 2.0
+    rollback_retry_max: Duration = 60.0
+    rollback_max_failures: int = Field(5, ge=1, le=100)
 
     @model_validator(mode="after")
     def _waves_end_at_full_fleet(self) -> RolloutSettings:
