@@ -123,7 +123,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     _setup_logging(args.verbose)
-    run_worker(redis_url=settings.queue.redis_url, name=settings.queue.name, burst=args.burst)
+    run_worker(redis_url=settings.queue.redis_url, name=settings.queue.name, burst=args.burst,
+               heartbeat_s=settings.queue.heartbeat, heartbeat_grace_s=settings.queue.heartbeat_grace)
     return 0
 
 

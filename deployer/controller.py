@@ -55,6 +55,7 @@ from deployer.pipeline import (
     RunTests,
     StartBake,
     Status,
+    backoff_delay,
     entry_effects,
 )
 from deployer.queue import TaskQueue
@@ -318,8 +319,8 @@ class Controller:
             return
         failures = self.hosts.converge(list(self._hosts), parallel=len(self._hosts))
         if failures:
-            self._rollback_retry_at = self.clock() + 2.0
-            self._advance(deployment.id, Event.HOST_FAILED, "rollback: " + "; ".join(failures))
+            self._advance(deployment.id, Event.HOST_FAILED,
+                          f"rollback attempt {deployment.rollback_failures + 1} failed: " + "; ".join(failures))
             return
         self._advance(deployment.id, Event.ROLLBACK_DONE,
                       f"every host is back on {(deployment.previous_version or '?')[:12]}")
@@ -366,6 +367,10 @@ class Controller:
             elif isinstance(effect, RollBack):
                 self._bake = None
                 self._set_rollback_targets(deployment_id)
+                # Back off: a version that cannot start now rarely starts two seconds later.
+                rollout = self.settings.rollout
+                self._rollback_retry_at = self.clock() + backoff_delay(
+                    effect.attempt, base_s=rollout.rollback_retry, cap_s=rollout.rollback_retry_max)
             elif isinstance(effect, Finish):
                 self._bake = None
                 self._prune_releases()
@@ -416,7 +421,6 @@ class Controller:
                     state.role = HostRole.IDLE
                     state.restart_generation = state.restarted_generation
                     session.add(state)
-        self._rollback_retry_at = 0.0
 
     def _bake_seconds(self, wave: int) -> float:
         return self.settings.rollout.canary_bake if wave == 0 else self.settings.rollout.wave_bake

@@ -100,6 +100,8 @@ class Deployment(SQLModel, table=True):
     max_extensions: int = 2
     paused_from: Status | None = None
     paused_phase: Phase | None = None
+    rollback_failures: int = 0
+    max_rollback_failures: int = 5
     # Cumulative host counts per wave and the host order they are cut from.
     wave_plan: list[int] = Field(default_factory=list, sa_column=Column(JSON))
     host_order: list[str] = Field(default_factory=list, sa_column=Column(JSON))

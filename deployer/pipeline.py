@@ -93,6 +93,9 @@ class State:
     max_extensions: int = 2
     paused_from: Status | None = None
     paused_phase: Phase | None = None
+    # Failed rollback attempts in a row; at max_rollback_failures a human takes over.
+    rollback_failures: int = 0
+    max_rollback_failures: int = 5
 
     def __post_init__(self) -> None:
         if self.waves < 2:
@@ -139,7 +142,13 @@ class ExtendBake:
 
 @dataclass(frozen=True)
 class RollBack:
-    """Put every host this deployment touched back on the previous version."""
+    """Put every host this deployment touched back on the previous version.
+
+    `attempt` counts the failed attempts before this one: the controller waits
+    `backoff_delay(attempt, ...)` before trying again.
+    """
+
+    attempt: int = 0
 
 
 @dataclass(frozen=True)
@@ -192,11 +201,24 @@ def _next_wave(s: State) -> tuple[State, list[Effect]]:
 
 
 def _roll_back(s: State) -> tuple[State, list[Effect]]:
-    return replace(s, status=Status.ROLLING_BACK, phase=None, paused_from=None, paused_phase=None), [RollBack()]
+    return (replace(s, status=Status.ROLLING_BACK, phase=None, paused_from=None, paused_phase=None,
+                    rollback_failures=0), [RollBack()])
 
 
 def _retry_rollback(s: State) -> tuple[State, list[Effect]]:
-    return s, [RollBack()]
+    failures = s.rollback_failures + 1
+    if failures >= s.max_rollback_failures:
+        return _pause(replace(s, rollback_failures=failures),
+                      reason=f"rollback failed {failures} times in a row; the hosts cannot return to the previous "
+                             "version on their own: fix them, then resume to retry the rollback")
+    return replace(s, rollback_failures=failures), [RollBack(attempt=failures)]
+
+
+def backoff_delay(attempt: int, *, base_s: float, cap_s: float) -> float:
+    """Seconds to wait before retry number `attempt` (0: none): base, 2x base, 4x base ... at most cap."""
+    if attempt <= 0:
+        return 0.0
+    return min(cap_s, base_s * 2.0 ** min(attempt - 1, 60))
 
 
 def _inconclusive(s: State) -> tuple[State, list[Effect]]:
@@ -212,6 +234,9 @@ def _pause(s: State, reason: str = "paused by an operator") -> tuple[State, list
 
 
 def _resume(s: State) -> tuple[State, list[Effect]]:
+    if s.paused_from is Status.ROLLING_BACK:
+        # A human fixed what kept the rollback failing: try again from a clean count.
+        return _roll_back(s)
     assert s.paused_from is not None and s.paused_phase is not None
     resumed = replace(s, status=s.paused_from, phase=s.paused_phase, paused_from=None, paused_phase=None,
                       extensions=0)

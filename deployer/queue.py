@@ -60,12 +60,19 @@ class InProcessQueue:
 
 
 class RqQueue:
-    """Jobs go to Redis; any number of `deployer worker` processes run them."""
+    """Jobs go to Redis; any number of `deployer worker` processes run them.
 
-    def __init__(self, *, redis_url: str, name: str = "deployer", job_timeout_s: float = 1800) -> None:
+    A job that raises is retried `retries` times. A worker killed mid-job stops
+    heart-beating; once its heartbeat expires the job counts as abandoned and is
+    retried the same way, then failed with that reason, so no job is ever lost.
+    """
+
+    def __init__(self, *, redis_url: str, name: str = "deployer", job_timeout_s: float = 1800,
+                 retries: int = 2) -> None:
         self._connection = Redis.from_url(redis_url)
         self._queue = rq.Queue(name, connection=self._connection)
         self._timeout = int(job_timeout_s)
+        self._retries = retries
 
     def submit(self, job_id: str, func: Callable[..., Any], *args: Any) -> None:
         try:
@@ -75,26 +82,60 @@ class RqQueue:
             job.delete()
         except rq.exceptions.NoSuchJobError:
             pass
+        except ValueError as exc:
+            # rq cannot delete a job whose execution record expired with its dead worker; the
+            # enqueue below overwrites the job under the same id anyway.
+            log.info("old job %s could not be deleted cleanly (%s); replacing it", job_id, exc)
         self._queue.enqueue(func, *args, job_id=job_id, job_timeout=self._timeout, result_ttl=3600,
-                            failure_ttl=86400)
+                            failure_ttl=86400, retry=rq.Retry(max=self._retries) if self._retries else None)
 
     def failure(self, job_id: str) -> str | None:
+        # Abandoned jobs (their worker died) are retried or failed here, not only when a
+        # worker gets round to its periodic maintenance.
+        rq.registry.StartedJobRegistry(queue=self._queue).cleanup()
         try:
             job = rq.job.Job.fetch(job_id, connection=self._connection)
         except rq.exceptions.NoSuchJobError:
-            return None
+            return "the job vanished from the queue (Redis restarted without persistence, or was flushed)"
         if job.get_status(refresh=True) in ("failed", "stopped", "canceled"):
             info = job.latest_result()
             detail = info.exc_string.strip().splitlines()[-1] if info and info.exc_string else "job failed"
+            if "AbandonedJobError" in detail:
+                detail = (f"the worker running it died (no heartbeat), and so did {self._retries} "
+                          f"retr{'y' if self._retries == 1 else 'ies'}" if self._retries else
+                          "the worker running it died (no heartbeat)")
             return detail
         return None
+
+    def state(self, job_id: str) -> str | None:
+        """The job's rq status (queued, started, finished, failed...), or None if unknown."""
+        try:
+            return str(rq.job.Job.fetch(job_id, connection=self._connection).get_status(refresh=True).value)
+        except rq.exceptions.NoSuchJobError:
+            return None
 
     def close(self) -> None:
         self._connection.close()
 
 
-def run_worker(*, redis_url: str, name: str = "deployer", burst: bool = False) -> None:
+class _Worker(rq.Worker):
+    """An rq worker whose jobs count as abandoned `heartbeat_grace` seconds after their last heartbeat.
+
+    rq waits a fixed 60 s past the monitoring interval; a shorter grace lets a dead worker's
+    job be retried sooner (the monitoring interval must stay well below it).
+    """
+
+    heartbeat_grace: float = 60.0
+
+    def get_heartbeat_ttl(self, job: rq.job.Job, working_time: float = 0.0) -> int:
+        return int(super().get_heartbeat_ttl(job, working_time) - 60 + self.heartbeat_grace)
+
+
+def run_worker(*, redis_url: str, name: str = "deployer", burst: bool = False, heartbeat_s: float = 10.0,
+               heartbeat_grace_s: float = 60.0) -> None:
     """Run an rq worker on the deployer queue until stopped (or until empty with burst)."""
     connection = Redis.from_url(redis_url)
-    worker = rq.Worker([rq.Queue(name, connection=connection)], connection=connection)
+    worker = _Worker([rq.Queue(name, connection=connection)], connection=connection,
+                     job_monitoring_interval=max(1, int(heartbeat_s)))
+    worker.heartbeat_grace = heartbeat_grace_s
     worker.work(burst=burst, with_scheduler=False)

@@ -31,7 +31,8 @@ def start_next(session: Session, *, settings: Settings, host_names: list[str]) -
     deployment = Deployment(
         release_id=release.id, version=plan.sha, previous_version=current.sha, previous_artifact=current.artifact,
         waves=len(wave_plan), wave_plan=wave_plan, host_order=order, canary_hosts=canary,
-        baseline_hosts=baseline, max_extensions=settings.rollout.max_extensions)
+        baseline_hosts=baseline, max_extensions=settings.rollout.max_extensions,
+        max_rollback_failures=settings.rollout.rollback_max_failures)
     session.add(deployment)
     for commit in store.commits_of(session, shas=plan.commit_shas):
         commit.release_id = release.id

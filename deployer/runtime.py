@@ -51,7 +51,7 @@ def build_runtime(settings: Settings) -> Runtime:
     queue: TaskQueue
     if settings.queue.backend == "rq":
         queue = RqQueue(redis_url=settings.queue.redis_url, name=settings.queue.name,
-                        job_timeout_s=settings.pipeline.test_timeout + 60)
+                        job_timeout_s=settings.pipeline.test_timeout + 60, retries=settings.queue.retries)
     else:
         queue = InProcessQueue(workers=settings.queue.workers)
     return Runtime(settings=settings, engine=build_engine(settings), source=source,

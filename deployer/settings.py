@@ -183,6 +183,11 @@ class RolloutSettings(_Section):
     wave_bake: Duration = 30.0
     warmup: Duration = 3.0
     max_extensions: int = Field(2, ge=0, le=20)
+    # A failed rollback is retried after rollback_retry, doubling each time up to rollback_retry_max;
+    # after rollback_max_failures failures in a row the deployment pauses for a human.
+    rollback_retry: Duration = 2.0
+    rollback_retry_max: Duration = 60.0
+    rollback_max_failures: int = Field(5, ge=1, le=100)
 
     @model_validator(mode="after")
     def _waves_end_at_full_fleet(self) -> RolloutSettings:
@@ -208,6 +213,18 @@ class QueueSettings(_Section):
     redis_url: str = "redis://127.0.0.1:6379/0"
     name: str = "deployer"
     workers: int = Field(2, ge=1, le=32)
+    # rq: a job that raises, or whose worker dies, runs again this many times before it fails the stage.
+    retries: int = Field(2, ge=0, le=10)
+    # rq: workers heart-beat their job this often; a job silent for heartbeat_grace more is abandoned.
+    heartbeat: Duration = 10.0
+    heartbeat_grace: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _grace_exceeds_heartbeat(self) -> QueueSettings:
+        if self.heartbeat_grace <= self.heartbeat:
+            raise ValueError(f"heartbeat_grace: {self.heartbeat_grace:g}s must be longer than heartbeat "
+                             f"({self.heartbeat:g}s), or live jobs look abandoned; use e.g. \"60s\"")
+        return self
 
 
 class ApiSettings(_Section):

@@ -18,6 +18,7 @@ from datetime import datetime
 from pathlib import Path
 
 import git
+from filelock import FileLock
 
 from deployer.exceptions import SourceError
 
@@ -44,6 +45,8 @@ class GitSource:
         self.branch = branch
         self.mirror_dir = Path(mirror_dir)
         self._lock = threading.Lock()
+        # Workers and the controller may share one mirror: git refuses concurrent ref updates.
+        self._file_lock = FileLock(str(self.mirror_dir) + ".lock", thread_local=False)
         self._repo: git.Repo | None = None
 
     def _open(self) -> git.Repo:
@@ -54,7 +57,11 @@ class GitSource:
                 self._repo = git.Repo(self.mirror_dir)
             else:
                 self.mirror_dir.parent.mkdir(parents=True, exist_ok=True)
-                self._repo = git.Repo.clone_from(self.repository, self.mirror_dir, bare=True)
+                with self._file_lock:
+                    if (self.mirror_dir / "HEAD").exists():  # another process cloned it meanwhile
+                        self._repo = git.Repo(self.mirror_dir)
+                    else:
+                        self._repo = git.Repo.clone_from(self.repository, self.mirror_dir, bare=True)
         except git.GitCommandError as exc:
             raise SourceError(f"cannot clone {self.repository}: {exc.stderr.strip() or exc}") from None
         except git.NoSuchPathError:
@@ -67,7 +74,8 @@ class GitSource:
             repo = self._open()
             refspec = f"+refs/heads/{self.branch}:refs/heads/{self.branch}"
             try:
-                repo.git.fetch(self.repository, refspec, "--prune", "--quiet")
+                with self._file_lock:
+                    repo.git.fetch(self.repository, refspec, "--prune", "--quiet")
             except git.GitCommandError as exc:
                 raise SourceError(f"cannot fetch {self.branch} from {self.repository}: "
                                   f"{exc.stderr.strip() or exc}") from None

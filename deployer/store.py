@@ -89,7 +89,8 @@ def state_of(deployment: Deployment) -> State:
     return State(status=deployment.status, phase=deployment.phase, wave=deployment.wave,
                  waves=deployment.waves, extensions=deployment.extensions,
                  max_extensions=deployment.max_extensions, paused_from=deployment.paused_from,
-                 paused_phase=deployment.paused_phase)
+                 paused_phase=deployment.paused_phase, rollback_failures=deployment.rollback_failures,
+                 max_rollback_failures=deployment.max_rollback_failures)
 
 
 def apply_event(session: Session, *, deployment: Deployment, event: Event, actor: str = "controller",
@@ -102,7 +103,7 @@ def apply_event(session: Session, *, deployment: Deployment, event: Event, actor
     before = state_of(deployment)
     after, effects = pipeline.advance(before, event)
     now = utcnow()
-    for field in ("status", "phase", "wave", "extensions", "paused_from", "paused_phase"):
+    for field in ("status", "phase", "wave", "extensions", "paused_from", "paused_phase", "rollback_failures"):
         setattr(deployment, field, getattr(after, field))
     deployment.updated_at = now
     if reason:

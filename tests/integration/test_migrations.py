@@ -50,12 +50,21 @@ def test_a_database_from_before_migrations_is_adopted_not_recreated(engine: Engi
         conn.execute(text("DROP TABLE alembic_version"))
         conn.execute(text("INSERT INTO lock (name, holder, reason, at) VALUES ('pipeline', 'ana', 'freeze', "
                           "'2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO release (id, sha, kind, status, created_at) VALUES "
+                          "(1, 'abc', 'DEPLOY', 'ROLLING_BACK', '2026-01-01 00:00:00')"))
+        conn.execute(text("INSERT INTO deployment (id, release_id, status, wave, waves, extensions, max_extensions, "
+                          "version, aborted, created_at, updated_at) VALUES (1, 1, 'ROLLING_BACK', 0, 3, 0, 2, 'abc', "
+                          "false, '2026-01-01 00:00:00', '2026-01-01 00:00:00')"))
     assert schema.current_revision(engine) is None
     result = schema.upgrade(engine)
     assert result.stamped_legacy and result.before is None and result.after == schema.head_revision()
     with store.session_scope(engine) as session:
         lock = store.get_lock(session)
         assert lock is not None and (lock.holder, lock.reason) == ("ana", "freeze")
+        # A deployment in flight across the upgrade keeps going, with the new columns filled in.
+        deployment = store.get_deployment(session, deployment_id=1)
+        assert (deployment.status.value, deployment.rollback_failures, deployment.max_rollback_failures) == \
+            ("rolling_back", 0, 5)
     assert schema.differences(engine) == []
 
 

@@ -54,9 +54,15 @@ class ReleaseBuilder:
                 raise BuildError(f"commit {sha[:12]} has an empty tree")
             (scratch / REVISION_FILE).write_text(sha + "\n")
             final = self.location(sha)
-            if final.exists():
-                shutil.rmtree(final)
-            scratch.rename(final)
+            if final.exists() and self.existing(sha) is None:
+                shutil.rmtree(final)  # not a finished release of this commit (no matching REVISION)
+            try:
+                scratch.rename(final)
+            except OSError:
+                # A concurrent build of the same commit finished first; hosts may already run
+                # from its directory, so it stays and this copy is dropped.
+                if self.existing(sha) is None:
+                    raise
         except SourceError as exc:
             raise BuildError(str(exc)) from None
         finally:
