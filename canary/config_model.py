@@ -191,6 +191,16 @@ class LatencyTail(_Model):
     group: Annotated[str, Name("latency")] = "latency"
 
 
+class Profile(_Model):
+    """CPU by function: py-spy samples of canary and baseline over the same seconds (canary.profiler)."""
+
+    enabled: Annotated[bool, Flag()] = True
+    # 10 s at 100 samples/s gives a thousand samples a side: a line taking 20% more of the
+    # CPU shows with a narrow interval, and a CPU fail waits at most this long for it.
+    seconds: Annotated[float, Number(1.0, 300.0, "10")] = 10.0
+    top: Annotated[int, Count(1, "5")] = 5
+
+
 class MinimumEvidence(_Model):
     """Below these amounts of data the verdict is inconclusive, never pass."""
 
@@ -269,6 +279,7 @@ class CanaryConfig(_Model):
     success_rate: SuccessRate = Field(SuccessRate(), alias="successRate")
     routes: Routes = Routes()
     latency_tail: LatencyTail = Field(LatencyTail(), alias="latencyTail")
+    profile: Profile = Profile()
     minimum_evidence: MinimumEvidence = Field(MinimumEvidence(), alias="minimumEvidence")
     memory_trend: MemoryTrend = Field(MemoryTrend(), alias="memoryTrend")
 
