@@ -188,6 +188,10 @@ class LatencyTail(_Model):
     # share above a bound can differ by a third without any regression; a tail regression that
     # hurts users doubles it or more.
     allowed_increase: Annotated[float, Number(1.0, math.inf, "1.5")] = Field(1.5, alias="allowedIncrease")
+    # Also test the share slower than this multiple of the baseline's highest quantile (the next
+    # bucket bound up): a good canary sends almost nothing there, so a few percent of requests
+    # a second slower stand out even when each route serves a handful per interval. 0: off.
+    far_multiple: Annotated[float, Number(0.0, 100.0, "2")] = Field(2.0, alias="farMultiple")
     group: Annotated[str, Name("latency")] = "latency"
 
 

@@ -125,8 +125,12 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
     if counts.failing is not None and counts.crossed_at is not None and (seq_at is None or counts.crossed_at < seq_at):
         row = counts.failing
         where = f" on route {row.route}" if row.route else ""
-        return decide(Result.FAIL, f"{row.name.split('@')[0].replace('_', ' ')}{where}: {row.explanation.note}",
-                      counts.crossed_at)
+        reason = f"{row.name.split('@')[0].replace('_', ' ')}{where}: {row.explanation.note}"
+        worst = None if row.route else counts.worst_route(row)
+        if worst is not None and (worst.explanation.e_value or 0.0) > 1.0:
+            # A pooled test says that users suffer; the route says where.
+            reason += f"; mostly on route {worst.route}: {worst.explanation.note.split(': ', 1)[-1]}"
+        return decide(Result.FAIL, reason, counts.crossed_at)
     if seq is not None and seq.crossed_at is not None:
         e = seq.result.explanation.e_value or 0.0
         return decide(Result.FAIL, f"sequential error test: e-value {e:.3g} >= {1 / config.sequential.alpha:.3g} "
