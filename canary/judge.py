@@ -61,6 +61,16 @@ def _score_class(config: CanaryConfig, score: float | None) -> str | None:
     return "marginal" if score >= config.classifier.marginal_score else "fail"
 
 
+def _route_hint(rows: list[MetricResult]) -> str:
+    """Name the route whose count tests hold the most evidence in the groups that failed, if any."""
+    groups = {r.group for r in rows if (r.failed or r.critical_failure) and r.route is None}
+    candidates = [r for r in rows if r.route is not None and r.group in groups and (r.explanation.e_value or 0) > 1]
+    if not candidates:
+        return ""
+    worst = max(candidates, key=lambda r: r.explanation.e_value or 0.0)
+    return f"; the route with the most evidence: {worst.route} ({worst.explanation.note.split(': ', 1)[-1]})"
+
+
 def _failing(rows: list[MetricResult]) -> str:
     """Name the failing metrics for a reason line."""
     return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed or r.critical_failure)
@@ -117,6 +127,8 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
     verdict.thin_routes = list(counts.thin_routes)
 
     def decide(result: Result, reason: str, at: int | None = None) -> Verdict:
+        if result is Result.FAIL and " on route " not in reason and "mostly on route" not in reason:
+            reason += _route_hint(rows)
         verdict.result, verdict.reason = result, reason
         verdict.decided_at = None if at is None else at + warm
         return verdict
