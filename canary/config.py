@@ -28,6 +28,7 @@ from .config_model import (
     NanStrategy,
     Outliers,
     OutlierStrategy,
+    Profile,
     Routes,
     ScoreThresholds,
     Sequential,
@@ -37,7 +38,7 @@ from .exceptions import CanaryConfigError
 
 __all__ = [
     "DEFAULT_CONFIG", "CanaryConfig", "Classifier", "Direction", "EffectSize", "LatencyTail", "MemoryTrend",
-    "MetricConfig", "MinimumEvidence", "NanStrategy", "Outliers", "OutlierStrategy", "Routes", "ScoreThresholds",
+    "MetricConfig", "MinimumEvidence", "NanStrategy", "Outliers", "OutlierStrategy", "Profile", "Routes", "ScoreThresholds",
     "Sequential", "SuccessRate", "load_canary_config", "load_canary_config_file",
 ]
 

@@ -188,7 +188,21 @@ class LatencyTail(_Model):
     # share above a bound can differ by a third without any regression; a tail regression that
     # hurts users doubles it or more.
     allowed_increase: Annotated[float, Number(1.0, math.inf, "1.5")] = Field(1.5, alias="allowedIncrease")
+    # Also test the share slower than this multiple of the baseline's highest quantile (the next
+    # bucket bound up): a good canary sends almost nothing there, so a few percent of requests
+    # a second slower stand out even when each route serves a handful per interval. 0: off.
+    far_multiple: Annotated[float, Number(0.0, 100.0, "2")] = Field(2.0, alias="farMultiple")
     group: Annotated[str, Name("latency")] = "latency"
+
+
+class Profile(_Model):
+    """CPU by function: py-spy samples of canary and baseline over the same seconds (canary.profiler)."""
+
+    enabled: Annotated[bool, Flag()] = True
+    # 10 s at 100 samples/s gives a thousand samples a side: a line taking 20% more of the
+    # CPU shows with a narrow interval, and a CPU fail waits at most this long for it.
+    seconds: Annotated[float, Number(1.0, 300.0, "10")] = 10.0
+    top: Annotated[int, Count(1, "5")] = 5
 
 
 class MinimumEvidence(_Model):
@@ -269,6 +283,7 @@ class CanaryConfig(_Model):
     success_rate: SuccessRate = Field(SuccessRate(), alias="successRate")
     routes: Routes = Routes()
     latency_tail: LatencyTail = Field(LatencyTail(), alias="latencyTail")
+    profile: Profile = Profile()
     minimum_evidence: MinimumEvidence = Field(MinimumEvidence(), alias="minimumEvidence")
     memory_trend: MemoryTrend = Field(MemoryTrend(), alias="memoryTrend")
 

@@ -42,6 +42,11 @@ class CountOutcome:
     failing: MetricResult | None = None
     thin_routes: list[str] = field(default_factory=list)
 
+    def worst_route(self, pooled: MetricResult) -> MetricResult | None:
+        """Return the route whose version of a pooled test has the most evidence against the canary."""
+        same = [r for r in self.rows if r.route is not None and r.name.split("@")[0] == pooled.name]
+        return max(same, key=lambda r: r.explanation.e_value or 0.0, default=None)
+
     def add(self, row: MetricResult, crossed: int | None) -> None:
         """Record one test's row; keep the earliest crossing."""
         self.rows.append(row)
@@ -195,21 +200,30 @@ def latency_tail(config: CanaryConfig, baseline: Samples, canary: Samples, out: 
         if route is not None and _total(b_b[math.inf][:learn]) < config.routes.min_requests:
             continue  # too few baseline requests to place its p95 on this route yet
         bounds: set[float] = set()
+        top: float | None = None
         for q in sorted(lt.quantiles):
             bound = tail_bound(sorted(b_b.items()), learn, q)
             # Two quantiles in one bucket would be the same test twice, spending alpha for nothing.
             if bound is not None and bound not in bounds:
                 bounds.add(bound)
                 plans.append((route, q, bound, b_b, c_b))
+                top = bound
+        if top is not None and lt.far_multiple > 0:
+            far = next((le for le in sorted(b_b) if le >= lt.far_multiple * top and le > top), math.inf)
+            if math.isfinite(far) and far not in bounds:
+                plans.append((route, -lt.far_multiple, far, b_b, c_b))
     if not plans:
         return
     alpha = lt.alpha / len(plans)
     for route, q, bound, b_b, c_b in plans:
         b_slow, b_all = _slow(b_b, bound)
         c_slow, c_all = _slow(c_b, bound)
-        label = f"p{q * 100:g}"
+        top_q = max(lt.quantiles)
+        label = f"p{q * 100:g}" if q > 0 else f"{-q:g}x_p{top_q * 100:g}"
         name = f"latency_tail_{label}" + (f"@{route}" if route else "")
-        what = f"requests slower than {bound:g} s (the baseline's {label} over its first {learn} intervals)"
+        described = (f"the baseline's {label}" if q > 0 else
+                     f"{-q:g} x the baseline's p{top_q * 100:g}, next bucket bound")
+        what = f"requests slower than {bound:g} s ({described} over its first {learn} intervals)"
         row, crossed = count_test(name, lt.group, Rule.LATENCY_TAIL, what, (b_slow[learn:], c_slow[learn:]),
                                   (b_all[learn:], c_all[learn:]), lt.allowed_increase, alpha, route, offset=learn)
         out.add(row, crossed)

@@ -61,6 +61,16 @@ def _score_class(config: CanaryConfig, score: float | None) -> str | None:
     return "marginal" if score >= config.classifier.marginal_score else "fail"
 
 
+def _route_hint(rows: list[MetricResult]) -> str:
+    """Name the route whose count tests hold the most evidence in the groups that failed, if any."""
+    groups = {r.group for r in rows if (r.failed or r.critical_failure) and r.route is None}
+    candidates = [r for r in rows if r.route is not None and r.group in groups and (r.explanation.e_value or 0) > 1]
+    if not candidates:
+        return ""
+    worst = max(candidates, key=lambda r: r.explanation.e_value or 0.0)
+    return f"; the route with the most evidence: {worst.route} ({worst.explanation.note.split(': ', 1)[-1]})"
+
+
 def _failing(rows: list[MetricResult]) -> str:
     """Name the failing metrics for a reason line."""
     return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed or r.critical_failure)
@@ -117,6 +127,8 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
     verdict.thin_routes = list(counts.thin_routes)
 
     def decide(result: Result, reason: str, at: int | None = None) -> Verdict:
+        if result is Result.FAIL and " on route " not in reason and "mostly on route" not in reason:
+            reason += _route_hint(rows)
         verdict.result, verdict.reason = result, reason
         verdict.decided_at = None if at is None else at + warm
         return verdict
@@ -125,8 +137,12 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
     if counts.failing is not None and counts.crossed_at is not None and (seq_at is None or counts.crossed_at < seq_at):
         row = counts.failing
         where = f" on route {row.route}" if row.route else ""
-        return decide(Result.FAIL, f"{row.name.split('@')[0].replace('_', ' ')}{where}: {row.explanation.note}",
-                      counts.crossed_at)
+        reason = f"{row.name.split('@')[0].replace('_', ' ')}{where}: {row.explanation.note}"
+        worst = None if row.route else counts.worst_route(row)
+        if worst is not None and (worst.explanation.e_value or 0.0) > 1.0:
+            # A pooled test says that users suffer; the route says where.
+            reason += f"; mostly on route {worst.route}: {worst.explanation.note.split(': ', 1)[-1]}"
+        return decide(Result.FAIL, reason, counts.crossed_at)
     if seq is not None and seq.crossed_at is not None:
         e = seq.result.explanation.e_value or 0.0
         return decide(Result.FAIL, f"sequential error test: e-value {e:.3g} >= {1 / config.sequential.alpha:.3g} "

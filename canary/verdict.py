@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from .profile_diff import ProfileDiff
+
 
 class Result(str, Enum):
     """Outcome of a judgement; CONTINUE means 'keep watching' (only before the final call)."""
@@ -159,6 +161,8 @@ class Verdict:
     groups: list[GroupScore] = field(default_factory=list)
     # Routes with too little traffic on a side for a per-route decision (they still count pooled).
     thin_routes: list[str] = field(default_factory=list)
+    # Where the CPU time went (py-spy, canary vs baseline), attached by the analysis window.
+    profile: ProfileDiff | None = None
 
     @property
     def decided(self) -> bool:
@@ -185,5 +189,6 @@ class Verdict:
             "evidence": {k: _finite(v) for k, v in self.evidence.items()},
             "groups": [g.to_dict() for g in self.groups],
             "thin_routes": list(self.thin_routes),
+            "profile": None if self.profile is None else self.profile.to_dict(),
             "metrics": {m.name: m.to_dict() for m in self.metrics},
         }

@@ -8,16 +8,22 @@ pass backed by enough evidence). When the bake time is over it must decide.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
 from typing import Protocol
+from urllib.parse import urlsplit
+
+import httpx
 
 from canary.config import CanaryConfig
 from canary.judge import judge
+from canary.profile_diff import where_the_time_went
+from canary.profiler import ProfileRun
 from canary.samples import Samples
-from canary.verdict import Verdict
 from canary.sources import PrometheusSource, ScrapeCollector
+from canary.verdict import Result, Verdict
 from deployer.fleet.base import Host
 
 log = logging.getLogger(__name__)
@@ -75,11 +81,39 @@ def _instance(host: Host) -> str:
     return host.address.split("://", 1)[-1].rstrip("/")
 
 
+PidLookup = Callable[[Host], "int | None"]
+
+
+def local_pid(host: Host, timeout_s: float = 1.0) -> int | None:
+    """Return the pid a host on this machine reports on /version; None for a remote host or no answer.
+
+    py-spy samples a process of this machine by pid, so only loopback hosts qualify; a
+    container's pid in its own namespace is not one py-spy can attach to from here.
+    """
+    if urlsplit(host.address).hostname not in ("127.0.0.1", "localhost", "::1"):
+        return None
+    try:
+        pid = httpx.get(f"{host.address.rstrip('/')}/version", timeout=timeout_s).json().get("pid")
+    except (httpx.HTTPError, ValueError, AttributeError):
+        return None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def _cpu_failed(verdict: Verdict, groups: tuple[str, ...] = ("cpu",)) -> bool:
+    """True when a CPU metric counts against the canary."""
+    return any(m.group in groups and (m.failed or m.critical_failure) for m in verdict.metrics)
+
+
 class AnalysisWindow:
-    """Samples every `interval_s` from `start` (after warm-up) and judges until `end`."""
+    """Samples every `interval_s` from `start` (after warm-up) and judges until `end`.
+
+    With a profiler, canary and baseline are sampled with py-spy over the first seconds of
+    the window; the comparison is attached to every verdict once ready, and a CPU fail waits
+    for it (at most the profile's length) so that it says where the time went.
+    """
 
     def __init__(self, *, config: CanaryConfig, feed: SampleFeed, interval_s: float, start: float,
-                 bake_s: float) -> None:
+                 bake_s: float, profiler: Callable[[], ProfileRun | None] | None = None) -> None:
         self.config = config
         self.feed = feed
         self.interval_s = interval_s
@@ -90,6 +124,8 @@ class AnalysisWindow:
         self.troubled = False
         self.last: Verdict | None = None
         self.last_samples: tuple[Samples, Samples] | None = None
+        self._profiler_factory = profiler
+        self.profile_run: ProfileRun | None = None
 
     def due(self, now: float) -> bool:
         """Whether an interval has passed since the last look."""
@@ -105,6 +141,8 @@ class AnalysisWindow:
         None until there is a first interval to judge.
         """
         first = self.intervals == 0 and self._next == self.start
+        if first and self._profiler_factory is not None:
+            self.profile_run = self._profiler_factory()
         self.feed.collect(now)
         # Keep the cadence even if a tick was late, without bunching up the next looks.
         self._next = max(self._next + self.interval_s, now + self.interval_s / 2)
@@ -114,9 +152,31 @@ class AnalysisWindow:
         final = now >= self.end
         if first and not final:
             return None
-        self.last = judge(self.config, baseline, canary, final=final)
         self.last_samples = (baseline, canary)
+        self.last = self._explain(judge(self.config, baseline, canary, final=final), final)
         return self.last
+
+    def _explain(self, verdict: Verdict, final: bool) -> Verdict:
+        """Attach the profile comparison; hold a CPU fail until it can say where the time went."""
+        run = self.profile_run
+        if run is None:
+            return verdict
+        diff = run.result()
+        if diff is None:
+            if verdict.result is Result.FAIL and _cpu_failed(verdict) and not final:
+                return dataclasses.replace(verdict, result=Result.CONTINUE, decided_at=None,
+                                           reason=f"{verdict.reason}; waiting for the CPU profile "
+                                                  f"({run.seconds:g}s) to say where the time went")
+            return verdict
+        verdict.profile = diff
+        if verdict.result is Result.FAIL and _cpu_failed(verdict):
+            verdict.reason = f"{verdict.reason}; {where_the_time_went(diff)}"
+        return verdict
+
+    def close(self) -> None:
+        """Stop a profile still running."""
+        if self.profile_run is not None:
+            self.profile_run.close()
 
 
 WindowFactory = Callable[..., AnalysisWindow]
@@ -124,8 +184,23 @@ WindowFactory = Callable[..., AnalysisWindow]
 
 def window_factory(*, config: CanaryConfig, source: str, interval_s: float, warmup_s: float,
                    scrape_timeout_s: float, prometheus_url: str,
-                   wall_clock: Callable[[], float]) -> WindowFactory:
+                   wall_clock: Callable[[], float], pid_of: PidLookup = local_pid) -> WindowFactory:
     """A function that opens an analysis window for given canary and baseline hosts."""
+
+    def profiler_for(canary: list[Host], baseline: list[Host]) -> Callable[[], ProfileRun | None] | None:
+        if not config.profile.enabled:
+            return None
+
+        def start() -> ProfileRun | None:
+            c = [p for p in (pid_of(h) for h in canary) if p is not None]
+            b = [p for p in (pid_of(h) for h in baseline) if p is not None]
+            if not c or not b:
+                log.info("no local pids to profile canary=%s baseline=%s", canary, baseline)
+                return None
+            return ProfileRun(canary_pids=c, baseline_pids=b, seconds=config.profile.seconds,
+                              top=config.profile.top).start()
+
+        return start
 
     def open_window(*, canary: list[Host], baseline: list[Host], bake_s: float, now: float) -> AnalysisWindow:
         feed: SampleFeed
@@ -134,7 +209,8 @@ def window_factory(*, config: CanaryConfig, source: str, interval_s: float, warm
                                   wall_clock=wall_clock, start_wall=wall_clock() + warmup_s)
         else:
             feed = ScrapeFeed(canary=canary, baseline=baseline, timeout_s=scrape_timeout_s, interval_s=interval_s)
-        return AnalysisWindow(config=config, feed=feed, interval_s=interval_s, start=now + warmup_s, bake_s=bake_s)
+        return AnalysisWindow(config=config, feed=feed, interval_s=interval_s, start=now + warmup_s, bake_s=bake_s,
+                              profiler=profiler_for(canary, baseline))
 
     return open_window
 

@@ -129,7 +129,8 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
                  f"(median {timings['median_release_s']}s per release)")
     lines.append(f"5xx spike: bad canary serving -> rollback done in "
                  f"{timings['error_spike_serving_to_rollback_done_s']}s")
-    lines.append(f"traffic: {traffic.get('sent')} requests, {traffic.get('server_errors')} app 5xx (bad canaries), "
-                 f"{traffic['restart_failures']} failed because of restarts")
+    lines.append(f"traffic: {traffic.get('sent')} requests, {traffic.get('failed')} failed for users "
+                 f"({traffic.get('server_errors')} app 5xx and {traffic.get('client_errors')} unexpected 4xx from bad "
+                 f"canaries), {traffic['restart_failures']} failed because of restarts")
     lines.append("checks: " + ", ".join(f"{k}={'yes' if v else 'NO'}" for k, v in report["checks"].items()))
     return lines

@@ -46,6 +46,8 @@ POSTS = "sample_app/routes/posts.py"
 MAIN = "sample_app/__main__.py"
 FEED_DOC = '    """Return the newest posts by user and whom they follow, with like and comment counts."""\n'
 FEED_RETURN = "    return FeedPublic(user=viewer.username, posts=posts_public(session, posts))\n"
+FEED_VIEWER = "    viewer = get_user_or_404(session, user)\n"
+FEED_IMPORT = "from fastapi import APIRouter, Query\n"
 POST_ANCHOR = ('    """Return one post with its like and comment counts."""\n'
                '    post = get_post_or_404(session, post_id)\n')
 
@@ -93,6 +95,24 @@ BAD_CPU = ScriptedCommit(
                   "    for _ in range(60000):  # stable score per post, recomputed every time\n"
                   "        fingerprint = hashlib.sha256(fingerprint).digest()\n")))
 REVERT_CPU = ScriptedCommit("revert-cpu", "", "Hana Sato", "revert", "ship", reverts="cpu")
+# A third of the feed's answers become 403s: the users see refusals, the 5xx count stays zero.
+BAD_CLIENT_ERRORS = ScriptedCommit(
+    "client-errors", "Hold the feeds of accounts under moderation review", "Ines Duarte", "client-errors", "stop",
+    edits=(Edit(FEED, FEED_IMPORT, "from fastapi import APIRouter, HTTPException, Query\n"),
+           Edit(FEED, FEED_VIEWER, FEED_VIEWER
+                + "    if viewer.username in {\"dave\", \"erin\"}:  # exported from the review queue\n"
+                  "        raise HTTPException(status_code=403, detail=\"this feed is held for review\")\n")))
+REVERT_CLIENT_ERRORS = ScriptedCommit("revert-client-errors", "", "Ines Duarte", "revert", "ship",
+                                      reverts="client-errors")
+# One feed load in six waits 1.5 s for a synchronous ranking refresh: a tail regression that
+# leaves the median untouched.
+BAD_TAIL = ScriptedCommit(
+    "tail-latency", "Refresh the feed ranking on a sample of feed loads", "Jon Berg", "tail-latency", "stop",
+    edits=(Edit(FEED, "from typing import Annotated\n", "import random\nimport time\nfrom typing import Annotated\n"),
+           Edit(FEED, FEED_VIEWER, FEED_VIEWER
+                + "    if random.random() < 1 / 6:  # sampled refresh keeps the ranking fresh\n"
+                  "        time.sleep(1.5)\n")))
+REVERT_TAIL = ScriptedCommit("revert-tail-latency", "", "Jon Berg", "revert", "ship", reverts="tail-latency")
 BAD_LEAK = ScriptedCommit(
     "memory-leak", "Keep rendered feeds in memory for faster reloads", "Ivan Petrov", "memory-leak", "stop",
     edits=(Edit(FEED, 'router = APIRouter(prefix="/api", tags=["feed"])\n',
@@ -128,6 +148,10 @@ STEPS: list[list[ScriptedCommit]] = [
     [FIX_LATENCY],
     [BAD_CPU],
     [REVERT_CPU],
+    [BAD_CLIENT_ERRORS],
+    [REVERT_CLIENT_ERRORS],
+    [BAD_TAIL],
+    [REVERT_TAIL],
     [BAD_LEAK],
     # Three at once, one of them bad: the release fails and the culprit search finds which.
     [REVERT_LEAK, GOOD_BATCHED, BAD_BATCHED],

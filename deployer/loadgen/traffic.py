@@ -103,8 +103,11 @@ class TrafficStats:
 
     @property
     def failed(self) -> int:
-        """Return the number of requests a user would have seen fail."""
-        return self.server_errors + self.balancer_errors + self.transport_errors
+        """Return the number of requests a user would have seen fail.
+
+        An unexpected 4xx (a refused like, not a stale link's 404) fails the user as much as a 5xx.
+        """
+        return self.client_errors + self.server_errors + self.balancer_errors + self.transport_errors
 
     @property
     def error_rate(self) -> float:

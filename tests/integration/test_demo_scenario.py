@@ -20,7 +20,8 @@ TEST_COMMAND = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovi
 
 def test_the_scenario_has_every_kind_of_bad_commit() -> None:
     kinds = {c.kind for c in ALL if c.expected == "stop"}
-    assert {"failing-tests", "crash-on-start", "error-spike", "latency", "cpu", "memory-leak"} <= kinds
+    assert {"failing-tests", "crash-on-start", "error-spike", "latency", "cpu", "memory-leak", "client-errors",
+            "tail-latency"} <= kinds
     assert ALL[-1].expected == "ship"
     assert any(len(step) > 1 and {c.expected for c in step} == {"ship", "stop"} for step in STEPS)
 
