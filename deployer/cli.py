@@ -129,19 +129,27 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_fleet(args: argparse.Namespace) -> int:
-    """Stop every host and the balancer of the local fleet (`down`), or list them (`ps`)."""
+    """List the fleet's hosts (`ps`), or stop every host and the router the platform started (`down`)."""
     from deployer.fleet import build_fleet
 
-    fleet = build_fleet(_settings(args))
+    settings = _settings(args)
+    fleet = build_fleet(settings)
     try:
+        # Asked first: an engine or process table that cannot be read fails here, naming it.
+        unknown = fleet.runtime.unknown()
         if args.action == "down":
             fleet.stop_all()
-            print("fleet stopped")
+            print(f"fleet stopped ({settings.fleet.backend} backend, {settings.router.kind} router)")
         else:
+            print(f"{settings.fleet.backend} backend, {settings.router.kind} router, "
+                  f"traffic at {fleet.traffic_url or '-'}")
             for host in fleet.hosts():
                 probe = fleet.probe(host)
-                print(f"{host.name:10} {host.address:28} {'up' if probe.healthy else 'down':5} "
-                      f"{(probe.version or '-')[:12]}")
+                print(f"{host.name:10} {probe.host.address:28} {'up' if probe.healthy else 'down':5} "
+                      f"{(probe.version or '-')[:12]:12} {(probe.target or '-')[:12]:12} {probe.detail[:60]}")
+        for item in unknown:
+            # Carries the platform's mark but fills no slot: someone else's, or a leftover to look at.
+            print(f"unknown: {item} (left alone)")
     finally:
         fleet.close()
     return 0
@@ -226,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("worker", help="run an rq worker (queue.backend: rq)")
     p.add_argument("--burst", action="store_true", help="exit when the queue is empty")
     p.set_defaults(func=cmd_worker)
-    p = sub.add_parser("fleet", help="local fleet: list hosts (ps) or stop everything (down)")
+    p = sub.add_parser("fleet", help="list the fleet's hosts (ps) or stop every host and the router (down)")
     p.add_argument("action", choices=["ps", "down"])
     p.set_defaults(func=cmd_fleet)
     p = sub.add_parser("db", help="schema migrations: upgrade, current, check, revision -m MESSAGE")

@@ -24,6 +24,9 @@ if ! command -v haproxy >/dev/null 2>&1; then
     apt_install haproxy
 fi
 
+# A private Docker engine (host networking, no bridge, no iptables) and the tests' base image.
+"$(dirname "$0")/ensure-docker.sh"
+
 # Redis on 127.0.0.1:6379 (tests use their own database number and flush it).
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     if ! command -v redis-server >/dev/null 2>&1; then

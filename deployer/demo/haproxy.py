@@ -29,9 +29,10 @@ defaults
     timeout server 30s
     # A host busy starting its neighbours may answer a check slowly: slow is not dead.
     timeout check 2s
-    # A connection refused by a host that just went away is retried on another one.
+    # A connection refused, or closed unanswered, by a host that just went away is retried on another one.
     option redispatch
     retries 3
+    retry-on conn-failure empty-response response-timeout
 
 frontend web
     bind {bind}:{port}

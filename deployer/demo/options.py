@@ -23,3 +23,11 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-port", type=int, default=None, help="first host port (default from config.yaml)")
     parser.add_argument("--api-port", type=int, default=None, help="API port (default from config.yaml)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--backend", choices=["local", "docker"], default="local",
+                        help="hosts as local processes (default) or containers on a Docker engine")
+    parser.add_argument("--router", choices=["builtin", "haproxy"], default="builtin",
+                        help="the built-in balancer (default) or an HAProxy the demo starts and drives over its socket")
+    parser.add_argument("--engine", default="unix:///var/run/docker.sock",
+                        help="Docker engine URL for --backend docker (default unix:///var/run/docker.sock)")
+    parser.add_argument("--base-image", default="python:3.11-slim",
+                        help="base image of the release images for --backend docker (default python:3.11-slim)")

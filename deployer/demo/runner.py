@@ -6,6 +6,7 @@ Everything started here is stopped here, on success, failure or Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -21,6 +22,7 @@ import httpx
 import yaml
 
 from deployer.demo import workspace as ws_ops
+from deployer.demo.haproxy import LocalHaproxy
 from deployer.demo.progress import Progress
 from deployer.demo.report import build_report, summary_lines
 from deployer.demo.scenario import STEPS, ScriptedCommit
@@ -28,7 +30,7 @@ from deployer.demo.seed import seed_content
 from deployer.exceptions import ConfigError, DeployerError
 from deployer.fleet import build_fleet
 from deployer.service import DeployService, Role, generate_password
-from deployer.settings import Settings, load_settings
+from deployer.settings import HaproxyRouterSettings, Settings, load_settings
 from deployer.loadgen.traffic import TrafficGenerator
 
 log = logging.getLogger(__name__)
@@ -57,19 +59,48 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         overrides["fleet.balancer_port"] = args.base_port - 1
     if args.api_port:
         overrides["api.port"] = args.api_port
+    if args.backend == "docker":
+        overrides.update({"fleet.backend": "docker", "fleet.engines": [args.engine],
+                          "fleet.base_image": args.base_image, "fleet.platform": "deployer-demo",
+                          "fleet.image_repository": "deployer-demo/snapgram", "fleet.start_timeout": "60s"})
+    if args.router == "haproxy":
+        overrides.update({"router.kind": "haproxy", "router.socket": str(root / "haproxy" / "admin.sock"),
+                          "router.traffic_url": f"http://127.0.0.1:{_haproxy_port(args)}"})
     return overrides
+
+
+def _haproxy_port(args: argparse.Namespace) -> int:
+    """HAProxy listens where the built-in balancer would (base port - 1, or config.yaml's balancer_port)."""
+    return (args.base_port - 1) if args.base_port else 8100
+
+
+def _start_haproxy(settings: Settings, root: Path) -> LocalHaproxy:
+    """The HAProxy users reach, with one server slot per host; the platform then drives it over its socket."""
+    fleet, router = settings.fleet, settings.router
+    assert isinstance(router, HaproxyRouterSettings) and router.traffic_url is not None
+    port = int(router.traffic_url.rsplit(":", 1)[1])
+    # The slots point at the first ports; the platform re-points them at each host's container as it starts.
+    servers = {router.server_name.format(index=i, name=f"host-{i}"): f"{fleet.bind}:{fleet.base_port + i}"
+               for i in range(fleet.hosts)}
+    proxy = LocalHaproxy(root / "haproxy", port=port, servers=servers, backend=router.backend, bind=fleet.bind)
+    proxy.start()
+    return proxy
 
 
 def _stop_previous(root: Path) -> None:
     """A demo killed hard may have left its fleet and controller running: stop them first."""
     workspace = ws_ops.Workspace(root.resolve())
     ws_ops.stop_leftovers(workspace)
+    haproxy_pid = root / "haproxy" / "haproxy.pid"
+    if haproxy_pid.is_file():
+        with contextlib.suppress(ValueError, ProcessLookupError, PermissionError):
+            os.killpg(int(haproxy_pid.read_text()), signal.SIGTERM)
     if workspace.config.is_file():
         try:
             fleet = build_fleet(load_settings(workspace.config))
             fleet.stop_all()
             fleet.close()
-        except (ConfigError, OSError) as exc:
+        except (DeployerError, OSError) as exc:  # ConfigError, or an engine that cannot be reached
             log.warning("could not stop the previous demo's fleet: %s", exc)
 
 
@@ -82,6 +113,7 @@ class Demo:
         self.settings: Settings | None = None
         self.traffic: TrafficGenerator | None = None
         self.progress: Progress | None = None
+        self.haproxy: LocalHaproxy | None = None
 
     def say(self, text: str) -> None:
         if not self.args.quiet:
@@ -149,6 +181,9 @@ class Demo:
         assert self.settings is not None
         settings = self.settings
         service = DeployService.from_settings(settings)
+        if settings.router.kind == "haproxy":
+            self.haproxy = _start_haproxy(settings, workspace.root)
+            self.say(f"HAProxy started at {self.haproxy.url}; the platform drives it over {self.haproxy.socket}")
         self.spawn(workspace, "api", "serve")
         self.spawn(workspace, "controller", "run")
         self.progress = Progress(service, self.say, verbose=not self.args.quiet)
@@ -161,7 +196,8 @@ class Demo:
                 and len(status.hosts) == settings.fleet.hosts
 
         self.wait_for("the fleet to start", bootstrapped, 180, workspace)
-        balancer = f"http://{settings.fleet.bind}:{settings.fleet.balancer_port}"
+        balancer = self.haproxy.url if self.haproxy is not None else \
+            f"http://{settings.fleet.bind}:{settings.fleet.balancer_port}"
         posts = seed_content(balancer)
         self.say(f"fleet up behind the load balancer at {balancer}; seeded {posts} posts; "
                  f"users start browsing at {self.args.rate:g} requests/s")
@@ -215,6 +251,8 @@ class Demo:
             fleet = build_fleet(self.settings)
             fleet.stop_all()
             fleet.close()
+        if self.haproxy is not None:
+            self.haproxy.stop()
         self.say("everything stopped")
 
 

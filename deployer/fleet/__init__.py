@@ -6,15 +6,21 @@ backend is one new package plus one branch below.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from deployer.fleet.local.builder import ReleaseBuilder
-from deployer.fleet.base import Builder, Host, Router
+from deployer.exceptions import ConfigError
+from deployer.fleet.base import Builder, Host, HostRuntime, Router
+from deployer.fleet.docker.builder import ImageBuilder
+from deployer.fleet.docker.engines import Engines
+from deployer.fleet.docker.runtime import DockerRuntime, Limits
 from deployer.fleet.haproxy import HaproxyRouter
 from deployer.fleet.health import HealthPolicy, HttpHealth
 from deployer.fleet.local.router import BalancerProcess
 from deployer.fleet.local.runtime import LocalRuntime
 from deployer.fleet.replace import RoutedFleet
 from deployer.pipeline import rollout_order
-from deployer.settings import HaproxyRouterSettings, LocalFleetSettings, Settings
+from deployer.settings import DockerFleetSettings, HaproxyRouterSettings, Settings
 from deployer.source import GitSource
 
 __all__ = ["RoutedFleet", "build_builder", "build_fleet"]
@@ -43,18 +49,47 @@ def build_router(settings: Settings, hosts: list[Host]) -> Router:
                            drain_timeout_s=fleet.drain_timeout)
 
 
+def build_engines(settings: Settings) -> Engines:
+    """Clients for the Docker engines of a docker fleet (connected on first use)."""
+    fleet = settings.fleet
+    if not isinstance(fleet, DockerFleetSettings):
+        raise ConfigError([f"fleet.backend: \"{fleet.backend}\" has no Docker engines; use backend: docker"])
+    return Engines(fleet.engines, timeout_s=fleet.engine_timeout, bind=fleet.bind)
+
+
 def build_fleet(settings: Settings) -> RoutedFleet:
     """The fleet backend and router named in the settings, wired together (nothing is started)."""
     fleet = settings.fleet
     health = HttpHealth(health_policy(settings))
-    assert isinstance(fleet, LocalFleetSettings)
+    app_env = {"SAMPLE_APP_DATABASE_URL": settings.app_database_url}
+    runtime: HostRuntime
+    if isinstance(fleet, DockerFleetSettings):
+        runtime = DockerRuntime(engines=build_engines(settings), host_count=fleet.hosts, base_port=fleet.base_port,
+                                health=health, platform=fleet.platform, limits=Limits(fleet.cpus, fleet.memory),
+                                bind=fleet.bind, app_env=app_env, volumes=_shared_folders(settings),
+                                stop_timeout_s=fleet.stop_timeout)
+        return RoutedFleet(runtime=runtime, router=build_router(settings, runtime.hosts()), health=health)
     runtime = LocalRuntime(state_dir=settings.workdir_path / "fleet", host_count=fleet.hosts,
                            base_port=fleet.base_port, health=health, bind=fleet.bind,
-                           app_env={"SAMPLE_APP_DATABASE_URL": settings.app_database_url},
+                           app_env=app_env,
                            stop_timeout_s=fleet.stop_timeout)
     return RoutedFleet(runtime=runtime, router=build_router(settings, runtime.hosts()), health=health)
 
 
 def build_builder(settings: Settings, source: GitSource) -> Builder:
-    """The builder that makes artifacts this fleet's runtime can start."""
-    return ReleaseBuilder(source=source, releases_dir=settings.workdir_path / "releases")
+    """The builder that makes artifacts this fleet's runtime can start: release folders, or images from them."""
+    releases = ReleaseBuilder(source=source, releases_dir=settings.workdir_path / "releases")
+    fleet = settings.fleet
+    if isinstance(fleet, DockerFleetSettings):
+        return ImageBuilder(releases=releases, engines=build_engines(settings), repository=fleet.image_repository,
+                            dockerfile=fleet.dockerfile, base_image=fleet.base_image, platform=fleet.platform)
+    return releases
+
+
+def _shared_folders(settings: Settings) -> list[Path]:
+    """Folders the containers share with this machine: where the app's default SQLite file lives."""
+    if settings.fleet.app_database_url is not None:
+        return []
+    folder = settings.workdir_path / "fleet"
+    folder.mkdir(parents=True, exist_ok=True)
+    return [folder]

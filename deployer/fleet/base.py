@@ -137,6 +137,10 @@ class HostRuntime(Protocol):
         """Stop every instance this runtime knows, even outside the current host count."""
         ...
 
+    def unknown(self) -> list[str]:
+        """Running instances that carry the platform's mark but fill no slot: reported, never removed here."""
+        ...
+
     def close(self) -> None:
         """Release connections (instances keep running)."""
         ...

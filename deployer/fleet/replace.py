@@ -101,7 +101,7 @@ def replace_host(
             # After a crash mid-deploy the host may run the right version but still be
             # drained; replaying the effect must put it back.
             if router is not None:
-                router.enable(host, host.address, result.notes)
+                router.enable(host, status.host.address, result.notes)  # where it runs now
             return result
     runtime.check(host, artifact)  # a bad artifact must not cost a host
     if runtime.overlap:

@@ -128,6 +128,11 @@ class LocalRuntime:
             list(pool.map(self.processes.stop, names))
         self.processes.join_reapers()
 
+    def unknown(self) -> list[str]:
+        """Recorded hosts outside host_count whose process still runs (the fleet was shrunk)."""
+        extra = sorted(self.processes.known_names() - {h.name for h in self._hosts})
+        return [f"{name} (pid {pid})" for name in extra for alive, pid in [self.processes.is_alive(name)] if alive]
+
     def close(self) -> None:
         """Nothing pooled here: health questions go through the shared HttpHealth."""
 

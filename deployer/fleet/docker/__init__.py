@@ -1,0 +1,1 @@
+"""Hosts as containers on one or more Docker engines; the only code that imports the docker SDK."""
