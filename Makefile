@@ -31,9 +31,10 @@ test: $(STAMP) services
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not integration and not slow" $(PYTEST_ARGS)
 
-bench: $(STAMP)
+bench: $(STAMP) services
 	$(PY) bench/rollout.py
 	$(PY) bench/judge_accuracy.py
+	$(PY) bench/workers.py --redis-url $(REDIS_TEST_URL)
 
 clean:
 	rm -rf $(VENV) .demo .deployer demo-report.json .pytest_cache .hypothesis

@@ -109,7 +109,7 @@ def run_batch(root: Path, repo: Path, shas: list[str], workers: int, redis_url: 
         for key in connection.scan_iter(f"rq:*{queue_name}*"):
             connection.delete(key)
         connection.close()
-    failed = [s.name for s in stages if s.status is not StageStatus.PASSED]
+    failed = [f"{s.name}: {s.detail}" for s in stages if s.status is not StageStatus.PASSED]
     if failed:
         raise SystemExit(f"{len(failed)} job(s) failed with {workers} worker(s): {failed}")
     durations = {name: [(s.finished_at - s.started_at).total_seconds() for s in stages if s.name == name]

@@ -13,6 +13,7 @@ import logging
 import shutil
 import tarfile
 import threading
+import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -53,15 +54,20 @@ class GitSource:
         if self._repo is not None:
             return self._repo
         try:
-            if (self.mirror_dir / "HEAD").exists():
+            self.mirror_dir.parent.mkdir(parents=True, exist_ok=True)
+            # Clone beside the final place and rename, under the lock: another process (a worker)
+            # never opens a half-made mirror, and one killed mid-clone leaves none behind.
+            with self._file_lock:
+                if not (self.mirror_dir / "HEAD").exists():
+                    if self.mirror_dir.exists():
+                        shutil.rmtree(self.mirror_dir)
+                    scratch = self.mirror_dir.with_name(f".{self.mirror_dir.name}-{uuid.uuid4().hex[:8]}")
+                    try:
+                        git.Repo.clone_from(self.repository, scratch, bare=True)
+                        scratch.rename(self.mirror_dir)
+                    finally:
+                        shutil.rmtree(scratch, ignore_errors=True)
                 self._repo = git.Repo(self.mirror_dir)
-            else:
-                self.mirror_dir.parent.mkdir(parents=True, exist_ok=True)
-                with self._file_lock:
-                    if (self.mirror_dir / "HEAD").exists():  # another process cloned it meanwhile
-                        self._repo = git.Repo(self.mirror_dir)
-                    else:
-                        self._repo = git.Repo.clone_from(self.repository, self.mirror_dir, bare=True)
         except git.GitCommandError as exc:
             raise SourceError(f"cannot clone {self.repository}: {exc.stderr.strip() or exc}") from None
         except git.NoSuchPathError:

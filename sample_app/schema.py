@@ -35,9 +35,10 @@ _PG_LOCK_KEY = 0x736E6170_01  # "snap": a key no other program on a shared serve
 def metadata() -> MetaData:
     """The app's own tables (other SQLModel tables loaded in the same process are left out)."""
     own = MetaData()
-    for mapper in SQLModel._sa_registry.mappers:
-        if mapper.class_.__module__ == models.__name__:
-            mapper.local_table.to_metadata(own)
+    for table in SQLModel.metadata.sorted_tables:
+        mapped = [m.class_ for m in SQLModel._sa_registry.mappers if m.local_table is table]
+        if mapped and mapped[0].__module__ == models.__name__:
+            table.to_metadata(own)
     return own
 
 

@@ -168,3 +168,20 @@ def test_jobs_run_twice_at_once_give_one_outcome(setup: tuple[JobContext, Engine
     # Run again after the fact: nothing changes.
     assert run_tests_job(ctx, tests_dep, tests_stage) is True
     assert wait_stage(engine, tests_dep, "tests").status is StageStatus.PASSED
+
+
+def test_workers_starting_together_share_one_mirror_safely(setup: tuple[JobContext, Engine, str],
+                                                          tmp_path: Path) -> None:
+    ctx, _, sha = setup
+    # Several worker processes use a mirror that does not exist yet: one clones, the others wait for it.
+    code = ("import sys; from pathlib import Path; from deployer.source import GitSource; "
+            "src = GitSource(repository=sys.argv[1], branch='main', mirror_dir=Path(sys.argv[2])); "
+            "src.archive(sys.argv[3], Path(sys.argv[4])); src.fetch()")
+    mirror = tmp_path / "shared" / "mirror.git"
+    processes = [subprocess.Popen([sys.executable, "-c", code, ctx.repository, str(mirror), sha,
+                                   str(tmp_path / f"out-{i}")], stderr=subprocess.PIPE, text=True)
+                 for i in range(4)]
+    errors = [p.communicate(timeout=120)[1] for p in processes]
+    assert all(p.returncode == 0 for p in processes), [e[-600:] for e in errors]
+    assert all((tmp_path / f"out-{i}" / "test_app.py").is_file() for i in range(4))
+    assert [p.name for p in mirror.parent.iterdir() if p.name.startswith(".")] == []  # no scratch clones left
