@@ -88,7 +88,7 @@ def backend_overrides(args: argparse.Namespace, hosts_base: int) -> dict[str, An
     platform = f"bench-{uuid.uuid4().hex[:8]}"
     return {"fleet.backend": "docker", "fleet.engines": [args.engine], "fleet.base_image": args.base_image,
             "fleet.platform": platform, "fleet.image_repository": f"{platform}/app", "fleet.base_port": hosts_base,
-            "fleet.start_timeout": "60s"}
+            "fleet.start_timeout": "180s"}
 
 
 def main() -> int:
