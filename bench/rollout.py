@@ -135,7 +135,7 @@ def main() -> int:
         traffic = None
         try:
             wait(lambda: bool(service.status()["releases"]) and all(h["healthy"] for h in service.status()["hosts"])
-                 and len(service.status()["hosts"]) == args.hosts, 300)
+                 and len(service.status()["hosts"]) == args.hosts, 900)
             assert url is not None
             seed_content(url)
             traffic = TrafficGenerator(url, rate=args.rate, seed=1)
