@@ -104,7 +104,8 @@ def main() -> int:
     parser.add_argument("--base-image", default=os.environ.get("DEPLOYER_TEST_BASE_IMAGE",
                                                                "local/python-base:bookworm"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
+    # Containers may still be flushing the shared SQLite file while the folder goes: never fail on that.
+    with tempfile.TemporaryDirectory(prefix="rollout-bench-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         balancer = free_port_block(1)
         # A docker slot alternates between two ports so the new version starts beside the old.
