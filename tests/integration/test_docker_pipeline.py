@@ -43,8 +43,9 @@ def world(tmp_path: Path) -> Iterator[PipelineWorld]:
             yield world
         finally:
             world.close()
+            # --no-prune: the dependency layer stays cached on the shared engine for the next run.
             for image in docker_cli("images", "-q", "--filter", f"label=io.deployer.platform={platform}").split():
-                docker_cli("rmi", "-f", image, check=False)
+                docker_cli("rmi", "-f", "--no-prune", image, check=False)
 
 
 def containers(world: PipelineWorld) -> list[str]:
