@@ -88,7 +88,7 @@ def backend_overrides(args: argparse.Namespace, hosts_base: int) -> dict[str, An
     platform = f"bench-{uuid.uuid4().hex[:8]}"
     return {"fleet.backend": "docker", "fleet.engines": [args.engine], "fleet.base_image": args.base_image,
             "fleet.platform": platform, "fleet.image_repository": f"{platform}/app", "fleet.base_port": hosts_base,
-            "fleet.start_timeout": "60s"}
+            "fleet.start_timeout": "180s"}
 
 
 def main() -> int:
@@ -104,7 +104,8 @@ def main() -> int:
     parser.add_argument("--base-image", default=os.environ.get("DEPLOYER_TEST_BASE_IMAGE",
                                                                "local/python-base:bookworm"))
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="rollout-bench-") as tmp:
+    # Containers may still be flushing the shared SQLite file while the folder goes: never fail on that.
+    with tempfile.TemporaryDirectory(prefix="rollout-bench-", ignore_cleanup_errors=True) as tmp:
         root = Path(tmp)
         balancer = free_port_block(1)
         # A docker slot alternates between two ports so the new version starts beside the old.
@@ -135,7 +136,7 @@ def main() -> int:
         traffic = None
         try:
             wait(lambda: bool(service.status().releases) and all(h.healthy for h in service.status().hosts)
-                 and len(service.status().hosts) == args.hosts, 300)
+                 and len(service.status().hosts) == args.hosts, 900)
             assert url is not None
             seed_content(url)
             traffic = TrafficGenerator(url, rate=args.rate, seed=1)

@@ -46,7 +46,9 @@ def build_router(settings: Settings, hosts: list[Host]) -> Router:
                              drain_timeout_s=fleet.drain_timeout, timeout_s=router.timeout)
     return BalancerProcess(state_dir=settings.workdir_path / "fleet", bind=fleet.bind, port=fleet.balancer_port,
                            hosts=hosts, health_path="/healthz", health_interval_s=0.5,
-                           drain_timeout_s=fleet.drain_timeout)
+                           drain_timeout_s=fleet.drain_timeout,
+                           # A machine too busy to start a host quickly is too busy to start the balancer.
+                           start_timeout_s=max(15.0, fleet.start_timeout))
 
 
 def build_engines(settings: Settings) -> Engines:

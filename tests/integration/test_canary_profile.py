@@ -21,7 +21,7 @@ from canary.verdict import Classification, Explanation, MetricResult, Result, Ru
 from deployer.analysis import AnalysisWindow, local_pid
 from deployer.demo.scenario import BAD_CPU, apply_edits
 from deployer.fleet.base import Host
-from deployer.fleet.procs import free_port_block
+from deployer.fleet.local.procs import free_port_block
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration

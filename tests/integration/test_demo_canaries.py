@@ -24,7 +24,7 @@ from canary.judge import judge
 from canary.sources import ScrapeCollector
 from canary.verdict import Result
 from deployer.demo.scenario import BAD_CLIENT_ERRORS, BAD_TAIL, ScriptedCommit, apply_edits
-from deployer.fleet.procs import free_port_block
+from deployer.fleet.local.procs import free_port_block
 from deployer.traffic import TrafficGenerator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -75,7 +75,8 @@ def images(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Images]:
     try:
         yield built
     finally:
-        builder.prune(keep=[])
+        # --no-prune: the dependency layer stays cached on the shared engine for the next run.
+        docker_cli("rmi", "--no-prune", built.a.location, built.b.location, built.hog.location, check=False)
         engines.close()
 
 

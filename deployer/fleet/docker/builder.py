@@ -2,7 +2,8 @@
 
 The image is tagged `<repository>:<sha>` and labelled with the platform and the version, so
 prune can keep exactly the images of the last releases (a rollback starts one without
-building) and never touches an image the platform did not build.
+building) and never touches an image the platform did not build. The Dockerfile installs the
+dependencies in a layer of their own, so consecutive releases only add the app's files.
 """
 
 from __future__ import annotations
@@ -85,8 +86,8 @@ class ImageBuilder:
                 version = image.labels.get(VERSION)
                 if version and version not in wanted:
                     try:
-                        # noprune: untagged parent layers (the dependency install) stay as build cache.
-                        engine.client.images.remove(image.id, noprune=True)
+                        # Its own layers go; the dependency layer stays while a kept release shares it.
+                        engine.client.images.remove(image.id)
                         removed.add(version)
                     except docker.errors.APIError as exc:  # still used by a container: keep it
                         log.info("image %s kept on %s: %s", version[:12], engine.url, exc.explanation or exc)

@@ -246,6 +246,9 @@ class DockerRuntime:
             container.remove(force=True)
         except docker.errors.NotFound:
             pass
+        except docker.errors.APIError as exc:
+            if exc.status_code != 409:  # 409: another caller is removing it already, which is the outcome wanted
+                raise
 
     def _slot(self, host: Host | str) -> int:
         try:
