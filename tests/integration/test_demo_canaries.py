@@ -25,7 +25,7 @@ from canary.sources import ScrapeCollector
 from canary.verdict import Result
 from deployer.demo.scenario import BAD_CLIENT_ERRORS, BAD_TAIL, ScriptedCommit, apply_edits
 from deployer.fleet.local.procs import free_port_block
-from deployer.traffic import TrafficGenerator
+from deployer.loadgen.traffic import TrafficGenerator
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
