@@ -73,7 +73,7 @@ class Commit(SQLModel, table=True):
     committed_at: datetime | None = None
     discovered_at: datetime = Field(default_factory=utcnow)
     status: CommitStatus = Field(default=CommitStatus.PENDING, index=True)
-    release_id: int | None = Field(default=None, foreign_key="release.id")
+    release_id: int | None = Field(default=None, foreign_key="release.id", index=True)
 
 
 class Release(SQLModel, table=True):
@@ -170,7 +170,7 @@ class AuditEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
-    actor: str = "controller"
+    actor: str = Field(default="controller", index=True)
     kind: str = Field(index=True)
     deployment_id: int | None = Field(default=None, index=True)
     release_id: int | None = None

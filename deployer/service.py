@@ -213,7 +213,18 @@ class DeployService:
             store.get_release(session, release_id=release_id)
             d = store.deployment_of(session, release_id=release_id)
             if d is None or d.id is None:
-                raise NotFound("deployment of release", release_id)
+                # The fleet's first version was started, not deployed: show the release itself.
+                release = store.get_release(session, release_id=release_id)
+                hosts = store.host_states(session)
+                return DeploymentDetail(
+                    id=None, release_id=release_id, status=release.status.value, phase=None, wave=0, waves=1,
+                    wave_plan=[], version=release.sha, previous_version=release.previous_sha, canary_hosts=[],
+                    baseline_hosts=[], reason=f"the fleet's first version ({release.kind.value})", last_verdict=None,
+                    created_at=readmodels.aware(release.created_at), updated_at=None,
+                    finished_at=readmodels.aware(release.finished_at),
+                    hosts_done=sum(1 for h in hosts if h.observed_version == release.sha), hosts_total=len(hosts),
+                    stages=[], verdicts=[], events=[], hosts=[readmodels.host_view(h) for h in hosts],
+                    release=readmodels.release_view(release, None), release_commits=[], bisection=None)
             deployment_id = d.id
         return self.deployment(deployment_id)
 

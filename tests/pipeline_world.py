@@ -128,9 +128,9 @@ class PipelineWorld:
         return shas
 
     def deployment_of(self, sha: str) -> dict[str, Any] | None:
-        for release in self.service.status(releases=100)["releases"]:
-            if release["sha"] == sha and release["deployment_id"]:
-                return self.service.deployment(release["deployment_id"])
+        for release in self.service.status(releases=100).releases:
+            if release.sha == sha and release.deployment_id:
+                return self.service.deployment(release.deployment_id).model_dump(mode="json", by_alias=True)
         return None
 
     def wait_settled(self, timeout: float = 180) -> None:
@@ -143,7 +143,8 @@ class PipelineWorld:
                        timeout: float = 120) -> dict[str, Any]:
         def reached() -> dict[str, Any] | None:
             self.check_controller()
-            active = self.service.status(releases=1)["active"]
+            view = self.service.status(releases=1).active
+            active = view.model_dump(mode="json") if view else None
             if active and active["version"] == sha and active["status"] == status and \
                     (phase is None or active["phase"] == phase) and \
                     (wave is None or active["wave"] == (wave if wave >= 0 else active["waves"] + wave)):
@@ -159,4 +160,4 @@ class PipelineWorld:
             fleet.close()
 
     def host_rows(self) -> dict[str, dict[str, Any]]:
-        return {h["name"]: h for h in self.service.status()["hosts"]}
+        return {h.name: h.model_dump(mode="json") for h in self.service.status().hosts}
