@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deployer.accounts import BadInput
 from deployer.cli_admin import add_admin_commands
@@ -57,13 +57,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     _setup_logging(args.verbose)
     runtime = build_runtime(settings)
     stop = _stop_on_signals()
+    notifier = _start_notifier(settings, runtime.engine)
     try:
         if settings.fleet.balancer_port:
             runtime.fleet.start_balancer()
         build_controller(runtime).run(stop)
     finally:
+        if notifier is not None:
+            notifier.stop()
         runtime.close()
     return 0
+
+
+def _start_notifier(settings: Settings, engine: Any) -> Any:
+    """Notifications run beside the controller, in their own thread, when targets are configured."""
+    if not settings.notifications.targets:
+        return None
+    from deployer.notify import Notifier
+
+    notifier = Notifier(engine=engine, settings=settings.notifications)
+    notifier.start()
+    return notifier
 
 
 def cmd_status(args: argparse.Namespace) -> int:

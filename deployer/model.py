@@ -262,3 +262,22 @@ class SignInFailure(SQLModel, table=True):
     name: str = Field(index=True, max_length=100)
     client: str = Field(default="", max_length=100)
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One POST of one pipeline event to one configured URL, with every attempt's outcome."""
+
+    __tablename__ = "notification_delivery"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(index=True, description="the audit event it reports")
+    kind: str = Field(max_length=40)
+    url: str
+    format: str = Field(max_length=10)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default="pending", index=True, max_length=20)  # pending, delivered, failed
+    attempts: int = 0
+    last_error: str = Field(default="", sa_column=Column(Text))
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None
