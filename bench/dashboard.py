@@ -105,14 +105,17 @@ def main() -> int:
                     for path in order[(n + r) % len(order):] + order[:(n + r) % len(order)]:
                         conn = pages_http if path in pages else http
                         t0 = time.perf_counter()
-                        response = conn.get(path)
+                        try:
+                            status = conn.get(path).status_code
+                        except httpx.HTTPError as exc:
+                            status = type(exc).__name__
                         elapsed = (time.perf_counter() - t0) * 1000
                         with lock:
                             timings[path].append(elapsed)
-                            if response.status_code != 200:
-                                failures.append(f"{path}: {response.status_code}")
+                            if status != 200:
+                                failures.append(f"{path}: {status}")
 
-        threads = [threading.Thread(target=client, args=(n,)) for n in range(args.clients)]
+        threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(args.clients)]
         t0 = time.perf_counter()
         for t in threads:
             t.start()
@@ -124,7 +127,7 @@ def main() -> int:
             "bench": "dashboard", "database": "postgresql" if args.database_url else "sqlite",
             "releases": args.releases, "hosts": args.hosts, "audit_events": history.events,
             "clients": args.clients, "requests": total, "requests_per_s": round(total / wall, 1),
-            "fill_s": round(fill_s, 1), "failures": len(failures),
+            "fill_s": round(fill_s, 1), "failures": len(failures), "load_avg_1m": round(os.getloadavg()[0], 1),
             "p95_max_ms": round(max(percentile(v, 0.95) for v in timings.values()), 1),
             "endpoints": {p: {"p50_ms": round(statistics.median(v), 1), "p95_ms": round(percentile(v, 0.95), 1)}
                           for p, v in timings.items()},
@@ -133,7 +136,11 @@ def main() -> int:
         return 1 if failures else 0
     finally:
         os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=10)
+        try:
+            server.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(timeout=10)
 
 
 if __name__ == "__main__":
