@@ -34,6 +34,7 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(PY) bench/rollout.py
 	$(PY) bench/judge_accuracy.py
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) .demo .deployer demo-report.json .pytest_cache .hypothesis
