@@ -10,7 +10,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import exists
 from sqlmodel import Session, col, select
 
 from deployer import store
@@ -141,7 +140,8 @@ def release_page(session: Session, *, status: str | None, author: str | None, ki
         query = query.where(col(Release.kind) == kind)
     if author:
         # A release's commits point back at the release that last carried them.
-        query = query.where(exists().where(Commit.release_id == Release.id, col(Commit.author) == author))
+        # IN over one indexed lookup of the author's commits, not a correlated subquery per release row.
+        query = query.where(col(Release.id).in_(select(Commit.release_id).where(col(Commit.author) == author)))
     rows = list(session.exec(query.order_by(col(Release.id).desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]
