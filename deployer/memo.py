@@ -22,6 +22,7 @@ class Memo:
         self._values: dict[str, tuple[float, Any]] = {}
         self._refreshing: set[str] = set()
         self._lock = threading.Lock()
+        self._first = threading.Lock()
 
     def get(self, key: str, compute: Callable[[], Any]) -> Any:
         """The cached value (possibly up to one refresh old), or compute it now the first time."""
@@ -31,10 +32,16 @@ class Memo:
             if stale:
                 self._refreshing.add(key)
         if found is None:
-            value = compute()
-            with self._lock:
-                self._values[key] = (self.clock(), value)
-            return value
+            # The first callers wait for one computation instead of all computing it at once.
+            with self._first:
+                with self._lock:
+                    found = self._values.get(key)
+                if found is None:
+                    value = compute()
+                    with self._lock:
+                        self._values[key] = (self.clock(), value)
+                    return value
+            return found[1]
         if stale:
             threading.Thread(target=self._refresh, args=(key, compute), daemon=True, name=f"memo-{key}").start()
         return found[1]
