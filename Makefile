@@ -35,6 +35,7 @@ bench: $(STAMP) services
 	$(PY) bench/rollout.py
 	$(PY) bench/judge_accuracy.py
 	$(PY) bench/workers.py --redis-url $(REDIS_TEST_URL)
+	$(PY) bench/dashboard.py
 
 clean:
 	rm -rf $(VENV) .demo .deployer demo-report.json .pytest_cache .hypothesis

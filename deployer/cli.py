@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import threading
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from deployer.accounts import BadInput
 from deployer.cli_admin import add_admin_commands
@@ -63,14 +63,28 @@ def cmd_run(args: argparse.Namespace) -> int:
         # The router belongs to the fleet: only the leader starts (or adopts) it.
         runtime.fleet.start_router()
 
+    notifier = _start_notifier(settings, runtime.engine)
     try:
         lead(build_controller(runtime), build_leadership(runtime.engine), stop, engine=runtime.engine,
              identity=Identity.of_this_process(), tick_s=settings.controller.tick,
              poll_s=settings.controller.leader_poll, heartbeat_s=settings.controller.heartbeat,
              on_elected=on_elected)
     finally:
+        if notifier is not None:
+            notifier.stop()
         runtime.close()
     return 0
+
+
+def _start_notifier(settings: Settings, engine: Any) -> Any:
+    """Notifications run beside the controller, in their own thread, when targets are configured."""
+    if not settings.notifications.targets:
+        return None
+    from deployer.notify import Notifier
+
+    notifier = Notifier(engine=engine, settings=settings.notifications)
+    notifier.start()
+    return notifier
 
 
 def cmd_status(args: argparse.Namespace) -> int:

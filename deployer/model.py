@@ -73,7 +73,7 @@ class Commit(SQLModel, table=True):
     committed_at: datetime | None = None
     discovered_at: datetime = Field(default_factory=utcnow)
     status: CommitStatus = Field(default=CommitStatus.PENDING, index=True)
-    release_id: int | None = Field(default=None, foreign_key="release.id")
+    release_id: int | None = Field(default=None, foreign_key="release.id", index=True)
 
 
 class Release(SQLModel, table=True):
@@ -172,7 +172,7 @@ class AuditEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
-    actor: str = "controller"
+    actor: str = Field(default="controller", index=True)
     kind: str = Field(index=True)
     deployment_id: int | None = Field(default=None, index=True)
     release_id: int | None = None
@@ -275,3 +275,22 @@ class SignInFailure(SQLModel, table=True):
     name: str = Field(index=True, max_length=100)
     client: str = Field(default="", max_length=100)
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class NotificationDelivery(SQLModel, table=True):
+    """One POST of one pipeline event to one configured URL, with every attempt's outcome."""
+
+    __tablename__ = "notification_delivery"
+
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(index=True, description="the audit event it reports")
+    kind: str = Field(max_length=40)
+    url: str
+    format: str = Field(max_length=10)
+    payload: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    status: str = Field(default="pending", index=True, max_length=20)  # pending, delivered, failed
+    attempts: int = 0
+    last_error: str = Field(default="", sa_column=Column(Text))
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = None

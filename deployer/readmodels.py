@@ -7,9 +7,9 @@ what the first does, however many releases or audit events there are.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import exists
 from sqlmodel import Session, col, select
 
 from deployer import store
@@ -66,7 +66,7 @@ def deployment_view(d: Deployment, hosts: list[HostState] | None = None) -> Depl
         finished_at=aware(d.finished_at), hosts_done=done, hosts_total=len(hosts or []))
 
 
-def release_view(r: Release, deployment: Deployment | None) -> ReleaseView:
+def release_view(r: Release, deployment: Deployment | DeploymentRef | None) -> ReleaseView:
     assert r.id is not None
     return ReleaseView(id=r.id, sha=r.sha, kind=r.kind, status=r.status.value, commits=list(r.commit_shas),
                        previous_sha=r.previous_sha, created_at=aware(r.created_at), finished_at=aware(r.finished_at),
@@ -114,13 +114,22 @@ def verdict_views(session: Session, deployment_id: int) -> list[VerdictView]:
             for v in store.verdicts_of(session, deployment_id=deployment_id)]
 
 
-def deployments_of(session: Session, release_ids: Iterable[int]) -> dict[int, Deployment]:
+@dataclass(frozen=True)
+class DeploymentRef:
+    """What a release list needs of a deployment (not its large JSON columns)."""
+
+    id: int
+    reason: str
+
+
+def deployments_of(session: Session, release_ids: Iterable[int]) -> dict[int, DeploymentRef]:
     """The latest deployment of each release, in one query."""
     ids = list(release_ids)
     if not ids:
         return {}
-    rows = session.exec(select(Deployment).where(col(Deployment.release_id).in_(ids)).order_by(col(Deployment.id)))
-    return {d.release_id: d for d in rows}
+    rows = session.exec(select(Deployment.release_id, Deployment.id, Deployment.reason)
+                        .where(col(Deployment.release_id).in_(ids)).order_by(col(Deployment.id)))
+    return {release_id: DeploymentRef(id=did, reason=reason or "") for release_id, did, reason in rows}
 
 
 def release_commits(session: Session, shas: Iterable[str]) -> dict[str, Commit]:
@@ -142,7 +151,8 @@ def release_page(session: Session, *, status: str | None, author: str | None, ki
         query = query.where(col(Release.kind) == kind)
     if author:
         # A release's commits point back at the release that last carried them.
-        query = query.where(exists().where(Commit.release_id == Release.id, col(Commit.author) == author))
+        # IN over one indexed lookup of the author's commits, not a correlated subquery per release row.
+        query = query.where(col(Release.id).in_(select(Commit.release_id).where(col(Commit.author) == author)))
     rows = list(session.exec(query.order_by(col(Release.id).desc()).limit(limit + 1)))
     more = len(rows) > limit
     rows = rows[:limit]

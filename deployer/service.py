@@ -27,6 +27,7 @@ from deployer.accounts import (
     session_secret,
 )
 from deployer.exceptions import Conflict, DeployerError, NotFound
+from deployer.memo import Memo
 from deployer.model import (
     COMMAND_EVENTS,
     CommandKind,
@@ -114,8 +115,12 @@ class DeployService:
     engine: Engine
     settings: Settings | None = None
     accounts: AccountService = field(init=False)
+    # Figures over days of history: recomputed at most every few seconds, in the background.
+    figures_ttl_s: float = 5.0
+    _memo: Memo = field(init=False)
 
     def __post_init__(self) -> None:
+        self._memo = Memo(self.figures_ttl_s)
         self.accounts = AccountService(self.engine, self.settings.auth if self.settings else AuthSettings())
 
     @classmethod
@@ -152,20 +157,27 @@ class DeployService:
             live = store.last_good_release(session)
             queue = store.branch_commits(session, statuses=[CommitStatus.PENDING, CommitStatus.BLOCKED,
                                                             CommitStatus.SUSPECT])
-            month = dora.load(session, now=now, days=30)
-            week = [r for r in month if (now - r.finished_at).total_seconds() <= 7 * 86400]
             return Overview(
                 fleet_version=live.sha if live else None,
                 fleet_since=readmodels.aware(live.finished_at) if live else None,
                 active=readmodels.deployment_view(active, hosts) if active else None,
                 queue=[readmodels.commit_view(c) for c in queue],
                 lock=readmodels.lock_view(session),
-                dora=[dora.compute(week, days=7), dora.compute(month, days=30)], now=now)
+                dora=self._memo.get("dora", self._dora), now=now)
+
+    def _dora(self) -> list[Dora]:
+        now = utcnow()
+        with store.session_scope(self.engine) as session:
+            month = dora.load(session, now=now, days=30)
+        week = [r for r in month if (now - r.finished_at).total_seconds() <= 7 * 86400]
+        return [dora.compute(week, days=7), dora.compute(month, days=30)]
 
     def platform_figures(self) -> PlatformFigures:
         """Aggregates over the whole history for the platform's /metrics."""
-        with store.session_scope(self.engine) as session:
-            return figures.platform_figures(session)
+        def compute() -> PlatformFigures:
+            with store.session_scope(self.engine) as session:
+                return figures.platform_figures(session)
+        return self._memo.get("figures", compute)
 
     def commits(self) -> list[CommitView]:
         """Every known commit in branch order with its status and release."""
@@ -213,7 +225,18 @@ class DeployService:
             store.get_release(session, release_id=release_id)
             d = store.deployment_of(session, release_id=release_id)
             if d is None or d.id is None:
-                raise NotFound("deployment of release", release_id)
+                # The fleet's first version was started, not deployed: show the release itself.
+                release = store.get_release(session, release_id=release_id)
+                hosts = store.host_states(session)
+                return DeploymentDetail(
+                    id=None, release_id=release_id, status=release.status.value, phase=None, wave=0, waves=1,
+                    wave_plan=[], version=release.sha, previous_version=release.previous_sha, canary_hosts=[],
+                    baseline_hosts=[], reason=f"the fleet's first version ({release.kind.value})", last_verdict=None,
+                    created_at=readmodels.aware(release.created_at), updated_at=None,
+                    finished_at=readmodels.aware(release.finished_at),
+                    hosts_done=sum(1 for h in hosts if h.observed_version == release.sha), hosts_total=len(hosts),
+                    stages=[], verdicts=[], events=[], hosts=[readmodels.host_view(h) for h in hosts],
+                    release=readmodels.release_view(release, None), release_commits=[], bisection=None)
             deployment_id = d.id
         return self.deployment(deployment_id)
 

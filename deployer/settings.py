@@ -264,6 +264,26 @@ class AuthSettings(_Section):
         return self
 
 
+class NotificationTarget(_Section):
+    url: str = Field(description="where to POST")
+    format: Literal["json", "slack"] = "json"
+    events: list[Literal["started", "succeeded", "failed", "rolled_back", "paused"]] = Field(
+        default_factory=lambda: ["started", "succeeded", "failed", "rolled_back", "paused"])
+
+    @model_validator(mode="after")
+    def _http_url(self) -> NotificationTarget:
+        if not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url: \"{self.url}\" is not an http(s) URL; use e.g. https://hooks.slack.com/services/...")
+        return self
+
+
+class NotificationSettings(_Section):
+    targets: list[NotificationTarget] = Field(default_factory=list)
+    retries: int = Field(5, ge=0, le=20)
+    backoff: Duration = 1.0
+    timeout: Duration = 5.0
+
+
 class Settings(BaseSettings):
     """The whole configuration; build it with `load_settings()`."""
 
@@ -282,6 +302,7 @@ class Settings(BaseSettings):
     api: ApiSettings = ApiSettings()
     controller: ControllerSettings = ControllerSettings()
     auth: AuthSettings = AuthSettings()
+    notifications: NotificationSettings = NotificationSettings()
     base_dir: str = "."
     canary_config: CanaryConfig | None = Field(None, exclude=True)
 

@@ -142,7 +142,7 @@ def audit(session: Session, *, kind: str, message: str, actor: str = "controller
 def active_deployment(session: Session) -> Deployment | None:
     """The deployment in progress (at most one runs at a time), oldest first."""
     query = (select(Deployment).where(col(Deployment.status).in_(ACTIVE_STATUSES))
-             .order_by(col(Deployment.id)))
+             .order_by(col(Deployment.id)).limit(1))
     return session.exec(query).first()
 
 
@@ -169,13 +169,15 @@ def recent_releases(session: Session, *, limit: int = 10) -> list[Release]:
 
 def last_good_release(session: Session) -> Release | None:
     """The newest release that reached the whole fleet."""
-    query = (select(Release).where(Release.status == Status.SUCCEEDED).order_by(col(Release.id).desc()))
+    # LIMIT 1: the ORM would otherwise load every matching row to return the first.
+    query = (select(Release).where(Release.status == Status.SUCCEEDED).order_by(col(Release.id).desc()).limit(1))
     return session.exec(query).first()
 
 
 def deployment_of(session: Session, *, release_id: int) -> Deployment | None:
     """The latest deployment of a release."""
-    query = (select(Deployment).where(Deployment.release_id == release_id).order_by(col(Deployment.id).desc()))
+    query = (select(Deployment).where(Deployment.release_id == release_id).order_by(col(Deployment.id).desc())
+             .limit(1))
     return session.exec(query).first()
 
 
@@ -211,7 +213,7 @@ def finish_stage(session: Session, *, stage_id: int, passed: bool, detail: str =
 def latest_stage(session: Session, *, deployment_id: int, name: str) -> Stage | None:
     """The newest stage with this name of a deployment."""
     query = (select(Stage).where(Stage.deployment_id == deployment_id, Stage.name == name)
-             .order_by(col(Stage.id).desc()))
+             .order_by(col(Stage.id).desc()).limit(1))
     return session.exec(query).first()
 
 
@@ -242,7 +244,7 @@ def known_shas(session: Session) -> set[str]:
 
 def add_commits(session: Session, *, commits: Sequence[Commit]) -> int:
     """Record newly discovered commits (positions continue the branch order)."""
-    last = session.exec(select(Commit.position).order_by(col(Commit.position).desc())).first()
+    last = session.exec(select(Commit.position).order_by(col(Commit.position).desc()).limit(1)).first()
     position = -1 if last is None else last
     for commit in commits:
         position += 1

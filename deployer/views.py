@@ -26,7 +26,7 @@ class HostView(BaseModel):
 
 
 class DeploymentView(BaseModel):
-    id: int
+    id: int | None = Field(description="None for a release that never had a deployment (the fleet's first version)")
     release_id: int
     status: str
     phase: str | None

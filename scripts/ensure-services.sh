@@ -27,6 +27,12 @@ fi
 # A private Docker engine (host networking, no bridge, no iptables) and the tests' base image.
 "$(dirname "$0")/ensure-docker.sh"
 
+# Chromium: the dashboard's browser tests drive the system browser through Playwright.
+if ! command -v chromium >/dev/null 2>&1 && [ ! -x /usr/bin/chromium ]; then
+    echo "installing chromium"
+    apt_install chromium
+fi
+
 # Redis on 127.0.0.1:6379 (tests use their own database number and flush it).
 if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
     if ! command -v redis-server >/dev/null 2>&1; then
@@ -46,4 +52,4 @@ if ! pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1; then
     for _ in 1 2 3 4 5 6 7 8 9 10; do pg_isready -h 127.0.0.1 -p 5432 >/dev/null 2>&1 && break; sleep 0.3; done
 fi
 
-echo "services ready: prometheus $(prometheus --version 2>&1 | head -n1 | awk '{print $3}'), haproxy $(haproxy -v 2>&1 | head -n1 | awk '{print $3}'), redis, postgresql"
+echo "services ready: prometheus $(prometheus --version 2>&1 | head -n1 | awk '{print $3}'), haproxy $(haproxy -v 2>&1 | head -n1 | awk '{print $3}'), redis, postgresql, $(chromium --version 2>/dev/null | head -n1)"

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sqlalchemy import insert
+from sqlalchemy import insert, text
 from sqlalchemy.engine import Engine
 
 from deployer.model import (
@@ -153,11 +153,16 @@ def seed_history(engine: Engine, *, releases: int = 40, hosts: int = 6, events: 
                       role=HostRole.CANARY if h == 0 and active else HostRole.IDLE, deployment_id=None,
                       updated_at=start, detail="") for h in range(hosts)]
     with engine.begin() as conn:
-        for model, rows in ((Commit, commit_rows), (Release, release_rows), (Deployment, deployment_rows),
+        for model, rows in ((Release, release_rows), (Commit, commit_rows), (Deployment, deployment_rows),
                             (Stage, stage_rows), (Verdict, verdict_rows), (HostState, host_rows)):
             for k in range(0, len(rows), 2000):
                 conn.execute(insert(model), rows[k:k + 2000])  # type: ignore[arg-type]
         for k in range(0, len(event_rows), 5000):
             conn.execute(insert(AuditEvent), event_rows[k:k + 5000])
+        if engine.dialect.name == "postgresql":
+            # Explicit ids do not move PostgreSQL's sequences: move them past what was written.
+            for table in ("release", "deployment"):
+                conn.execute(text(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                                  f"(SELECT max(id) FROM {table}))"))
     return History(releases=releases, hosts=hosts, events=len(event_rows), last_good=last_good,
                    failed_canary=failed_canary, failed_tests=failed_tests, active=active_id)

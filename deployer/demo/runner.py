@@ -143,7 +143,8 @@ class Demo:
         service.accounts.add_user(name="demo-admin", role=Role.ADMIN, password=password, actor="demo")
         token = service.accounts.create_token(name="push-hook", role=Role.RELEASE_MANAGER, actor="demo")
         service.engine.dispose()
-        self.say(f"dashboard: {api_url}/  sign in as demo-admin / {password}")
+        # Printed even with --quiet: it is how a newcomer watches the run live.
+        print(f"dashboard: {api_url}/  sign in as demo-admin, password {password}", flush=True)
         return token.secret
 
     def spawn(self, workspace: ws_ops.Workspace, name: str, *args: str) -> None:

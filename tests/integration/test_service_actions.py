@@ -17,13 +17,17 @@ from deployer.model import Commit, CommitStatus, ReleaseKind, Role
 from deployer.service import DeployService
 from deployer.settings import Settings, load_settings
 from tests.dashboard_support import History, seed_history, sha_of
+from tests.integration.test_store_and_queue import postgres_url  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def settings(tmp_path: Path) -> Settings:
-    (tmp_path / "config.yaml").write_text("source: {repository: central.git}\nworkdir: work\n")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def settings(request: pytest.FixtureRequest, tmp_path: Path) -> Settings:
+    """The same queries on both databases the platform supports."""
+    database = "" if request.param == "sqlite" else \
+        f"database: {{url: '{request.getfixturevalue('postgres_url')}'}}\n"
+    (tmp_path / "config.yaml").write_text("source: {repository: central.git}\nworkdir: work\n" + database)
     return load_settings(tmp_path / "config.yaml", environ={})
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
+import threading
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from deployer import batching, dora
 from deployer.accounts import BadInput, check_name, check_password, parse_role, session_secret
 from deployer.batching import CommitRow
 from deployer.exceptions import ConfigError
+from deployer.memo import Memo
 from deployer.model import CommitStatus, ReleaseKind, Role
 from deployer.pipeline import Status
 from deployer.settings import load_settings
@@ -106,3 +108,28 @@ def test_a_missing_secret_is_generated_once_privately_and_kept(tmp_path: Path) -
     assert path.stat().st_mode & 0o777 == 0o600
     configured = load_settings(config, environ={"DEPLOYER__AUTH__SECRET_KEY": "k" * 40})
     assert session_secret(configured) == "k" * 40
+
+
+def test_memo_serves_the_last_value_while_one_refresh_runs() -> None:
+    now = [0.0]
+    memo = Memo(5.0, clock=lambda: now[0])
+    calls: list[int] = []
+    release = threading.Event()
+
+    def compute() -> int:
+        calls.append(1)
+        if len(calls) > 1:
+            release.wait(5)
+        return len(calls)
+
+    assert memo.get("k", compute) == 1 and memo.get("k", compute) == 1 and len(calls) == 1
+    now[0] = 6.0
+    assert memo.get("k", compute) == 1  # stale: served at once, refreshed in the background
+    assert memo.get("k", compute) == 1 and len(calls) == 2  # only one refresh at a time
+    release.set()
+    deadline = threading.Event()
+    for _ in range(100):
+        if memo.get("k", compute) == 2:
+            break
+        deadline.wait(0.02)
+    assert memo.get("k", compute) == 2
