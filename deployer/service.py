@@ -26,7 +26,10 @@ from deployer.accounts import (
     parse_role,
     session_secret,
 )
+from deployer.checks import CheckService, CheckView
 from deployer.exceptions import Conflict, DeployerError, NotFound
+from deployer.gate_service import GateService, GateView, OverrideRefused, PushOutcome, RefUpdate
+from deployer.webhooks import WebhookIntake, WebhookRefused, WebhookResult
 from deployer.model import (
     COMMAND_EVENTS,
     CommandKind,
@@ -72,6 +75,12 @@ __all__ = [
     "ActionResult",
     "BadInput",
     "BisectNode",
+    "CheckView",
+    "GateService",
+    "GateView",
+    "OverrideRefused",
+    "PushOutcome",
+    "RefUpdate",
     "CommandAccepted",
     "CommitView",
     "Conflict",
@@ -100,6 +109,9 @@ __all__ = [
     "TokenView",
     "UserView",
     "VerdictView",
+    "WebhookIntake",
+    "WebhookRefused",
+    "WebhookResult",
     "WhoAmI",
     "generate_password",
     "parse_role",
@@ -114,9 +126,14 @@ class DeployService:
     engine: Engine
     settings: Settings | None = None
     accounts: AccountService = field(init=False)
+    gate: GateService | None = field(init=False, default=None)
+    webhooks: WebhookIntake | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.accounts = AccountService(self.engine, self.settings.auth if self.settings else AuthSettings())
+        if self.settings is not None:
+            self.gate = GateService(self.engine, self.settings, CheckService(self.engine, self.settings))
+            self.webhooks = WebhookIntake(self.engine, self.settings, self.gate)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeployService:

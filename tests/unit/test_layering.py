@@ -25,9 +25,13 @@ IMPURE = {"time", "random", "datetime", "os", "sys", "socket", "subprocess", "th
 PURE_ALLOWED_THIRD_PARTY = {"numpy", "scipy"}
 
 
+# Every file in hooks/ is a hook script or the library they share: all of them are checked.
+HOOKS = sorted(p for p in (ROOT / "hooks").iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def modules() -> list[Path]:
     found = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "tests" not in p.parts[len(ROOT.parts):]]
-    found.append(ROOT / "hooks" / "post-receive")
+    found.extend(HOOKS)
     return sorted(found)
 
 
@@ -67,6 +71,17 @@ ALL = modules()
 
 def test_there_is_something_to_check() -> None:
     assert len(ALL) > 30
+    assert {p.name for p in HOOKS} >= {"pre-receive", "post-receive", "pre-push", "deployer_hook.py"}
+
+
+STDLIB = frozenset(getattr(__import__("sys"), "stdlib_module_names"))
+
+
+@pytest.mark.parametrize("path", HOOKS, ids=name_of)
+def test_hooks_use_only_the_standard_library(path: Path) -> None:
+    """A git server has whatever Python it has: hooks import the standard library and their own library only."""
+    outside = {top(n) for n in imports_of(path)} - STDLIB - {"__future__", "deployer_hook"}
+    assert not outside, f"{name_of(path)} imports {outside}"
 
 
 @pytest.mark.parametrize("path", [p for p in ALL if name_of(p).startswith("canary/")], ids=name_of)
