@@ -60,19 +60,24 @@ def compare(baseline: Series, candidate: Series, *, allowance: float = 0.10,
     """Judge every route and metric present in both runs; `allowance` is a fraction (0.10 = 10%)."""
     routes = sorted(set(baseline) & set(candidate))
     missing = sorted(set(baseline) ^ set(candidate))
-    changes: list[RouteChange] = []
+    pairs = []
     for route in routes:
         for metric in METRICS:
             base = np.asarray(baseline[route].get(metric, ()), dtype=float)
             cand = np.asarray(candidate[route].get(metric, ()), dtype=float)
             base, cand = base[base > 0], cand[cand > 0]
-            if len(base) < 3 or len(cand) < 3:
-                continue
-            test = mann_whitney_hl(np.log(base), np.log(cand), confidence)
-            change, lower, upper = (math.expm1(test.estimate), math.expm1(test.lower), math.expm1(test.upper))
-            failed = lower > 0 and change > allowance
-            changes.append(RouteChange(route, metric, float(np.median(base)), float(np.median(cand)),
-                                       change, lower, upper, test.p_value, failed))
+            if len(base) >= 3 and len(cand) >= 3:
+                pairs.append((route, metric, base, cand))
+    # Many routes and metrics are judged at once: Bonferroni keeps the chance that ANY of them
+    # fails an unchanged commit at 1 - confidence, instead of that chance per comparison.
+    each = 1.0 - (1.0 - confidence) / max(1, len(pairs))
+    changes: list[RouteChange] = []
+    for route, metric, base, cand in pairs:
+        test = mann_whitney_hl(np.log(base), np.log(cand), each)
+        change, lower, upper = (math.expm1(test.estimate), math.expm1(test.lower), math.expm1(test.upper))
+        failed = lower > 0 and change > allowance
+        changes.append(RouteChange(route, metric, float(np.median(base)), float(np.median(cand)),
+                                   change, lower, upper, test.p_value, failed))
     worse = [c for c in changes if c.failed]
     if not changes:
         return BenchVerdict(False, "no route could be compared (too few rounds, or no route in common)", ())
