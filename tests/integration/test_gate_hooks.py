@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import select
 
 from deployer import store
 from deployer.model import AuditEvent, Commit, CommitStatus, Release
@@ -91,8 +92,9 @@ def add_failed_release(platform: Platform, culprit: str) -> None:
 
 def test_while_main_is_known_bad_only_a_revert_of_the_culprit_gets_in(platform: Platform,
                                                                       central: CentralRepo) -> None:
-    culprit = head(central.clone)
-    add_failed_release(platform, culprit)
+    culprit = checked(platform, central, "slow feed", {"feed.txt": "slow\n"})
+    assert push(central.clone, "HEAD:main").code == 0
+    add_failed_release(platform, culprit)  # its canary failed
     checked(platform, central, "an unrelated change", {"other.txt": "x\n"})
     refused = push(central.clone, "HEAD:main")
     assert refused.code != 0
@@ -122,7 +124,7 @@ def test_the_override_works_only_with_a_token_whose_role_allows_it_and_is_audite
     assert "gate overridden" in granted.output and "(audited)" in granted.output
     assert git(central.bare, "rev-parse", "main") == sha
     with store.session_scope(platform.service.engine) as session:
-        events = {(e.kind, e.actor) for e in session.query(AuditEvent).all()}
+        events = {(e.kind, e.actor) for e in session.exec(select(AuditEvent)).all()}
     assert ("gate_override", "token:release_manager-bot") in events
     assert ("gate_override_refused", "token:viewer-bot") in events
 
@@ -184,7 +186,7 @@ def test_the_pre_push_hook_runs_fast_checks_and_asks_the_gate(platform: Platform
     central.commit("broken locally", {"app.txt": "broken\n"})
     local = push(central.clone, "HEAD:main")
     assert local.code != 0 and "fast checks failed" in local.output
-    assert "checks failed" not in local.output  # refused on the laptop, before the server saw it
+    assert "checks failed for" not in local.output  # refused on the laptop, before the server saw it
     central.commit("fixed", {"app.txt": "fine\n"})
     gated = push(central.clone, "HEAD:main")
     assert gated.code != 0 and "was never checked" in gated.output
