@@ -23,7 +23,7 @@ def create_app(settings: Settings, *, service: DeployService | None = None) -> F
     app.state.service = service or DeployService.from_settings(settings)
     app.state.registry = metrics.build_registry(app.state.service)
     app.include_router(api.router)
-    app.include_router(gate_api.router)
+    gate_api.attach(app)
     app.include_router(pages.router)
     pages.mount_static(app)
     # Added first = runs inside the session middleware, which has already read (and verified) the cookie.

@@ -6,9 +6,11 @@ provider's signature or token instead (the auth middleware lets them through).
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -31,6 +33,27 @@ ERRORS: dict[int | str, dict[str, str]] = {
 ShaQuery = Annotated[str, Query(min_length=7, max_length=64, pattern=r"^[0-9a-fA-F]+$")]
 OptionalSha = Annotated[str | None, Query(min_length=40, max_length=64, pattern=r"^[0-9a-fA-F]+$")]
 BranchName = Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[^\s~^:?*\[\\]+$")]
+
+
+def attach(app: FastAPI) -> None:
+    """Include the routes, and send deploy states as commit statuses while the app runs (when configured)."""
+    app.include_router(router)
+    inner = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(running: FastAPI) -> AsyncIterator[Any]:
+        gate = running.state.service.gate
+        loop = gate.status_loop() if gate is not None else None
+        try:
+            async with inner(running) as state:
+                yield state
+        finally:
+            if loop is not None:
+                loop.stop()
+            if gate is not None:
+                gate.checks.close()
+
+    app.router.lifespan_context = lifespan
 
 
 def gate_service(request: Request) -> GateService:

@@ -20,6 +20,7 @@ from deployer.gate import GateDecision, GateFacts, KnownBad, LockFact, addresses
 from deployer.model import CommandKind, Commit, CommitStatus, Release, ReleaseKind, Role
 from deployer.pipeline import FAILED
 from deployer.settings import Settings
+from deployer.statuses import StatusLoop, StatusPoster
 
 UNDEPLOYED = [CommitStatus.PENDING, CommitStatus.BLOCKED, CommitStatus.SUSPECT]
 ZERO_SHA = "0" * 40
@@ -139,6 +140,16 @@ class GateService:
     def pull_request(self, *, sha: str, ref: str, target_branch: str, actor: str) -> list[CheckView]:
         """A pull or merge request was opened or updated: run its checks against its target."""
         return self.checks.request(sha, ref=ref, actor=actor, target_branch=target_branch)
+
+    def status_loop(self) -> StatusLoop | None:
+        """A started loop sending deploy states as commit statuses, when statuses.url is configured."""
+        s = self.settings.statuses
+        if not s.url:
+            return None
+        poster = StatusPoster(url=s.url, repo=s.repo, token=s.token, retries=s.retries, backoff_s=s.backoff,
+                              timeout_s=s.timeout)
+        return StatusLoop(self.engine, poster, dashboard_url=self.settings.dashboard_url,
+                          interval_s=s.interval).start()
 
     def merged(self, *, actor: str, reason: str) -> None:
         """A pull or merge request was merged: discover the new commits now."""

@@ -10,6 +10,7 @@ not (retrying a bad request or a bad token cannot help).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,3 +136,30 @@ def sync_deploy_statuses(engine: Engine, poster: StatusPoster, *, dashboard_url:
                                 release=releases[c.release_id].status if c.release_id in releases else None,
                                 release_id=c.release_id, dashboard_url=dashboard_url) for c in commits]
     return sum(post_if_changed(engine, poster, s) for s in wanted)
+
+
+class StatusLoop:
+    """Sends changed deploy states every `interval_s` on a daemon thread, until stopped."""
+
+    def __init__(self, engine: Engine, poster: StatusPoster, *, dashboard_url: str, interval_s: float) -> None:
+        self._engine, self._poster, self._url, self._interval = engine, poster, dashboard_url, interval_s
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="commit-statuses", daemon=True)
+
+    def start(self) -> StatusLoop:
+        """Begin sending; returns self."""
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                sync_deploy_statuses(self._engine, self._poster, dashboard_url=self._url)
+            except Exception:  # the next round tries again; statuses never take the API down
+                log.exception("sending deploy statuses failed")
+
+    def stop(self) -> None:
+        """Stop after the round in progress."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
