@@ -157,3 +157,32 @@ def push(clone: Path, *args: str, timeout: float = 120) -> PushResult:
 
 def head(clone: Path) -> str:
     return git(clone, "rev-parse", "HEAD")
+
+
+FEED = "sample_app/routes/feed.py"
+BURN = '''
+
+def _burn_cpu(seconds: float) -> None:
+    """Spend `seconds` of CPU: the slowdown under test."""
+    end = time.process_time() + seconds
+    while time.process_time() < end:
+        pass
+'''
+
+
+def slow_feed_source(original: str, cpu_ms: float) -> str:
+    """feed.py's source with `cpu_ms` of extra CPU spent on every feed request."""
+    text = original.replace("from typing import Annotated\n", "import time\nfrom typing import Annotated\n", 1)
+    text = text.replace('router = APIRouter(prefix="/api", tags=["feed"])\n',
+                        'router = APIRouter(prefix="/api", tags=["feed"])\n' + BURN, 1)
+    marker = '    """Return the newest posts by user and whom they follow, with like and comment counts."""\n'
+    assert marker in text, "feed.py changed: update slow_feed_source"
+    return text.replace(marker, marker + f"    _burn_cpu({cpu_ms / 1000.0:.6f})\n", 1)
+
+
+def route_cpu_ms(app_dir: Path, route: str = "feed", *, rounds: int = 3, requests: int = 5) -> float:
+    """The median CPU milliseconds per request of one route, measured by the app's own benchmark there."""
+    result = subprocess.run([sys.executable, "-m", "sample_app.bench", "--rounds", str(rounds), "--requests",
+                             str(requests)], cwd=app_dir, capture_output=True, text=True, check=True)
+    values = sorted(json.loads(result.stdout)["routes"][route]["cpu_ms"])
+    return values[len(values) // 2]
