@@ -13,7 +13,18 @@ from sqlmodel import select
 from deployer import store
 from deployer.model import AuditEvent, Commit, CommitStatus, Release
 from deployer.pipeline import Status
-from tests.gate_support import Platform, central_with_hooks, head, push, running_platform, wait_until
+from tests.gate_support import (
+    FEED,
+    REPO,
+    Platform,
+    central_with_hooks,
+    head,
+    push,
+    route_cpu_ms,
+    running_platform,
+    slow_feed_source,
+    wait_until,
+)
 from tests.gitrepo import CentralRepo, git
 
 pytestmark = pytest.mark.integration
@@ -192,3 +203,32 @@ def test_the_pre_push_hook_runs_fast_checks_and_asks_the_gate(platform: Platform
     assert gated.code != 0 and "was never checked" in gated.output
     branch = push(central.clone, "HEAD:refs/heads/topic")  # other branches are not gated
     assert branch.code == 0, branch.output
+
+
+def app_files() -> dict[str, str]:
+    """The real sample app's source, as the central repository's first commit carries it."""
+    root = REPO / "sample_app"
+    return {str(p.relative_to(REPO)): p.read_text() for p in root.rglob("*.py")
+            if "__pycache__" not in p.parts and "tests" not in p.relative_to(root).parts}
+
+
+@pytest.mark.slow
+def test_a_commit_30_percent_slower_on_one_route_fails_its_benchmark_and_its_merge_is_refused(
+        tmp_path: Path) -> None:
+    extra = {"gate": {"required_checks": ["tests", "bench"], "bench_rounds": 8, "bench_requests": 5}}
+    with running_platform(tmp_path / "platform", tmp_path / "repo" / "central.git", extra=extra) as platform:
+        (tmp_path / "repo").mkdir(exist_ok=True)
+        central = central_with_hooks(tmp_path / "repo", platform.url, platform.tokens["release_manager"],
+                                     files=app_files())
+        feed_cpu = route_cpu_ms(central.clone)
+        sha = central.commit("Feed: rank posts", {FEED: slow_feed_source((central.clone / FEED).read_text(),
+                                                                         feed_cpu * 0.30)})
+        assert push(central.clone, "HEAD:refs/heads/ranking").code == 0
+        checks = wait_until(lambda: platform.checks_done(sha, 2), timeout=900, interval=1, what="tests and bench")
+        bench = next(c for c in checks if c["name"] == "bench")
+        assert bench["state"] == "failure", bench["detail"]
+        assert bench["detail"].startswith("route feed: CPU per request +"), bench["detail"]
+        assert "allowance" in bench["detail"] and bench["report"]["target_sha"] == git(central.bare, "rev-parse",
+                                                                                       "main")
+        refused = push(central.clone, "HEAD:main")
+        assert refused.code != 0 and "checks failed for" in refused.output and "route feed" in refused.output
