@@ -82,8 +82,8 @@ def _copy_executable(src: Path, dest: Path) -> None:
 
 def install(repo: Path, *, server: str | None = None, token: str | None = None, fail_mode: str | None = None,
             protected: list[str] | None = None, fast_checks: str | None = None,
-            timeout: float | None = None) -> InstallResult:
-    """Install the hooks that fit the repository and write their git config."""
+            timeout: float | None = None, only: tuple[str, ...] | None = None) -> InstallResult:
+    """Install the hooks that fit the repository (or just `only` of them) and write their git config."""
     if fail_mode is not None and fail_mode not in ("open", "closed"):
         raise HookInstallError(f"--fail-mode: {fail_mode!r} is not allowed; use open or closed")
     if server is not None and not server.startswith(("http://", "https://")):
@@ -94,6 +94,12 @@ def install(repo: Path, *, server: str | None = None, token: str | None = None, 
     hooks_dir.mkdir(parents=True, exist_ok=True)
     result = InstallResult(Path(repo), hooks_dir, bare)
     names = SERVER_HOOKS if bare else CLIENT_HOOKS
+    if only is not None:
+        unknown = set(only) - set(names)
+        if unknown:
+            raise HookInstallError(f"{', '.join(sorted(unknown))}: not a hook for a {'bare' if bare else 'working'} "
+                                   f"repository; choose from {', '.join(names)}")
+        names = tuple(n for n in names if n in only)
     _copy_executable(HOOKS_SOURCE / LIBRARY, hooks_dir / LIBRARY)
     for name in names:
         target, source = hooks_dir / name, HOOKS_SOURCE / name
