@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
@@ -45,10 +45,12 @@ class GateView(BaseModel):
 
 
 class RefUpdate(BaseModel):
-    ref: str
-    before: str = ""
-    after: str
-    tree: str | None = None
+    """One ref a push moved, as git's hooks see it (before/after all zeros: created/deleted)."""
+
+    ref: str = Field(..., min_length=6, max_length=500, pattern=r"^refs/\S+$")
+    before: str = Field("", max_length=64, pattern=r"^[0-9a-fA-F]*$")
+    after: str = Field(..., min_length=40, max_length=64, pattern=r"^[0-9a-fA-F]+$")
+    tree: str | None = Field(None, min_length=40, max_length=64, pattern=r"^[0-9a-fA-F]+$")
 
 
 class PushOutcome(BaseModel):
@@ -116,8 +118,8 @@ class GateService:
                         data={"branch": branch, "sha": sha, "reason": reason, "gate": decision.reason,
                               "refusal": decision.refusal.value if decision.refusal else None, "role": role.value})
         if not allowed:
-            raise OverrideRefused(f"{name} is a {role.value}; overriding the merge gate needs the release_manager "
-                                  f"role (the attempt was audited)")
+            raise OverrideRefused(f"{name} is a {role.value}, who may not override the merge gate; this needs the "
+                                  f"release_manager role (the attempt was audited)")
         view = self._view(decision, facts, override_by=name)
         return view.model_copy(update={"allowed": True, "reason": f"override by {name}: {reason}"})
 

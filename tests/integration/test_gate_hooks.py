@@ -126,7 +126,7 @@ def test_the_override_works_only_with_a_token_whose_role_allows_it_and_is_audite
     viewer = push(central.clone, "HEAD:main", "-o", "deploy-override=customers are down",
                   "-o", f"deploy-token={platform.tokens['viewer']}")
     assert viewer.code != 0
-    assert "override refused (403): token:viewer-bot is a viewer" in viewer.output
+    assert "override refused (403): token:viewer-bot is a viewer, who may not override" in viewer.output
     no_token = push(central.clone, "HEAD:main", "-o", "deploy-override=customers are down")
     assert no_token.code != 0 and "override needs your API token" in no_token.output
     granted = push(central.clone, "HEAD:main", "-o", "deploy-override=customers are down",
