@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Path, Query, Req
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
+from dashboards import gate_pages
 from dashboards.security import ReleaseManager, Viewer
 from deployer.service import (
     CheckView,
@@ -38,6 +39,7 @@ BranchName = Annotated[str, Query(min_length=1, max_length=200, pattern=r"^[^\s~
 def attach(app: FastAPI) -> None:
     """Include the routes, and send deploy states as commit statuses while the app runs (when configured)."""
     app.include_router(router)
+    app.include_router(gate_pages.router)
     inner = app.router.lifespan_context
 
     @asynccontextmanager

@@ -101,7 +101,7 @@ class GateService:
                         refusal=decision.refusal.value if decision.refusal else None, branch=facts.branch,
                         sha=facts.sha, protected=facts.protected,
                         checks={k: v[0] for k, v in facts.checks.items()},
-                        link=f"{self.settings.dashboard_url}/api/v1/checks/{facts.sha}", override_by=override_by)
+                        link=f"{self.settings.dashboard_url}/checks/{facts.sha}", override_by=override_by)
 
     def override(self, *, name: str, role: Role, branch: str, sha: str, reason: str,
                  tree: str | None = None, message: str = "") -> GateView:

@@ -47,7 +47,7 @@ def check_status(*, sha: str, name: str, state: CheckState, detail: str, dashboa
     github = {CheckState.QUEUED: "pending", CheckState.RUNNING: "pending", CheckState.SUCCESS: "success",
               CheckState.FAILURE: "failure", CheckState.ERROR: "error"}[state]
     words = {CheckState.QUEUED: "queued", CheckState.RUNNING: "running"}.get(state, detail or state.value)
-    return CommitStatusOut(sha, github, f"deployer/{name}", words, f"{dashboard_url}/api/v1/checks/{sha}")
+    return CommitStatusOut(sha, github, f"deployer/{name}", words, f"{dashboard_url}/checks/{sha}")
 
 
 def deploy_status(*, sha: str, commit: CommitStatus, release: Status | None, release_id: int | None,

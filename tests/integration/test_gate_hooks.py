@@ -61,7 +61,7 @@ def test_a_push_while_locked_is_refused_with_the_lock_reason_and_accepted_after_
     refused = push(central.clone, "HEAD:main")
     assert refused.code != 0
     assert "refused push to main: deploys are locked by token:release_manager-bot" in refused.output
-    assert "incident 42: database failover" in refused.output and f"/api/v1/checks/{sha}" in refused.output
+    assert "incident 42: database failover" in refused.output and f"/checks/{sha}" in refused.output
     assert git(central.bare, "rev-parse", "main") != sha
     assert platform.api("DELETE", "/api/v1/lock")[0] == 200
     accepted = push(central.clone, "HEAD:main")

@@ -80,7 +80,7 @@ def test_a_status_in_githubs_format_is_retried_through_server_errors(receiver: R
     assert last["path"] == f"/repos/acme/snapgram/statuses/{SHA}" and last["auth"] == "Bearer ghp_test"
     assert last["body"] == {"state": "failure", "context": "deployer/bench",
                             "description": "route feed: CPU per request +31.0% (...)",
-                            "target_url": f"http://dash/api/v1/checks/{SHA}"}
+                            "target_url": f"http://dash/checks/{SHA}"}
 
 
 def test_a_client_error_is_not_retried_and_retries_end(receiver: Receiver) -> None:
