@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -47,6 +48,8 @@ def one_check(target: Path, candidate: Path, args: argparse.Namespace) -> tuple[
 
 
 def main() -> int:
+    # SIGTERM runs the finally blocks too, so the benchmark processes of a check in progress are stopped.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--unchanged", type=int, default=20)
     parser.add_argument("--slow-runs", type=int, default=5)
