@@ -23,6 +23,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from deployer.service import DeployService, Principal, Role
 
 API_PREFIX = "/api/v1"
+# Authenticated by the provider's signature or token in the route itself, never by a session or API token.
+SIGNED_PREFIXES = ("/api/v1/webhooks/",)
 UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 CSRF_HEADER = "x-csrf-token"
 
@@ -69,7 +71,8 @@ class ApiAuthMiddleware:
         self.service = service
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIX):
+        path = scope.get("path", "")
+        if scope["type"] != "http" or not path.startswith(API_PREFIX) or path.startswith(SIGNED_PREFIXES):
             await self.app(scope, receive, send)
             return
         bearer = _bearer(scope["headers"])

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from deployer.accounts import BadInput
 from deployer.cli_admin import add_admin_commands
+from deployer.cli_gate import add_gate_commands
 from deployer.demo.options import add_demo_arguments
 from deployer.exceptions import ConfigError, Conflict, DeployerError, NotFound
 from deployer.model import CommandKind
@@ -242,6 +243,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--actor", default=os.environ.get("USER", "operator"))
         p.set_defaults(func=cmd_lock, command=name)
     add_admin_commands(sub, _service)
+    add_gate_commands(sub, _service)
     p = sub.add_parser("serve", help="serve the dashboard and JSON API")
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_serve)

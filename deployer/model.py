@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Text
+from sqlalchemy import JSON, Column, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from deployer.pipeline import Event, Phase, Status
@@ -294,3 +294,69 @@ class NotificationDelivery(SQLModel, table=True):
     next_attempt_at: datetime = Field(default_factory=utcnow)
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = None
+
+
+# --- merge gate: required checks per commit, webhook deliveries, statuses sent -----------------
+
+class CheckState(str, Enum):
+    """A required check's state, in GitHub's commit-status vocabulary plus the queue's."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCESS = "success"
+    FAILURE = "failure"
+    ERROR = "error"            # the check could not run (no checkout, crash): not the commit's fault
+
+    @property
+    def finished(self) -> bool:
+        return self in (CheckState.SUCCESS, CheckState.FAILURE, CheckState.ERROR)
+
+
+class CommitCheck(SQLModel, table=True):
+    """One required check of one commit, against one target branch tip.
+
+    Keyed by (sha, name); `tree` is indexed too, so a merge commit whose tree was already
+    checked reuses that result instead of running again.
+    """
+
+    __tablename__ = "commit_check"
+    __table_args__ = (UniqueConstraint("sha", "name", name="uq_commit_check_sha_name"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    sha: str = Field(index=True, max_length=64)
+    name: str = Field(max_length=50)
+    tree: str | None = Field(default=None, index=True, max_length=64)
+    ref: str = Field(default="", max_length=500, description="where the commit was seen (fetched from there)")
+    target_branch: str = Field(default="main", max_length=200)
+    target_sha: str | None = Field(default=None, max_length=64)
+    state: CheckState = Field(default=CheckState.QUEUED, index=True)
+    detail: str = Field(default="", sa_column=Column(Text))
+    log: str = Field(default="", sa_column=Column(Text))
+    report: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON))
+    reused_from: str | None = Field(default=None, max_length=64)
+    requested_by: str = ""
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+
+
+class WebhookDelivery(SQLModel, table=True):
+    """A webhook delivery id already accepted: the same id again is a replay and is refused."""
+
+    __tablename__ = "webhook_delivery"
+
+    id: str = Field(primary_key=True, max_length=200, description="provider:delivery-id")
+    event: str = Field(default="", max_length=100)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class PostedStatus(SQLModel, table=True):
+    """The last commit status sent per (sha, context), so only changes are sent again."""
+
+    __tablename__ = "posted_status"
+
+    sha: str = Field(primary_key=True, max_length=64)
+    context: str = Field(primary_key=True, max_length=100)
+    state: str = Field(max_length=20)
+    description: str = Field(default="", max_length=140)
+    at: datetime = Field(default_factory=utcnow)

@@ -26,8 +26,11 @@ from deployer.accounts import (
     parse_role,
     session_secret,
 )
+from deployer.checks import CheckService, CheckView
 from deployer.exceptions import Conflict, DeployerError, NotFound
 from deployer.memo import Memo
+from deployer.gate_service import GateService, GateView, OverrideRefused, PushOutcome, RefUpdate
+from deployer.webhooks import WebhookIntake, WebhookRefused, WebhookResult
 from deployer.model import (
     COMMAND_EVENTS,
     CommandKind,
@@ -73,6 +76,12 @@ __all__ = [
     "ActionResult",
     "BadInput",
     "BisectNode",
+    "CheckView",
+    "GateService",
+    "GateView",
+    "OverrideRefused",
+    "PushOutcome",
+    "RefUpdate",
     "CommandAccepted",
     "CommitView",
     "Conflict",
@@ -101,6 +110,9 @@ __all__ = [
     "TokenView",
     "UserView",
     "VerdictView",
+    "WebhookIntake",
+    "WebhookRefused",
+    "WebhookResult",
     "WhoAmI",
     "generate_password",
     "parse_role",
@@ -118,10 +130,15 @@ class DeployService:
     # Figures over days of history: recomputed at most every few seconds, in the background.
     figures_ttl_s: float = 5.0
     _memo: Memo = field(init=False)
+    gate: GateService | None = field(init=False, default=None)
+    webhooks: WebhookIntake | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self._memo = Memo(self.figures_ttl_s)
         self.accounts = AccountService(self.engine, self.settings.auth if self.settings else AuthSettings())
+        if self.settings is not None:
+            self.gate = GateService(self.engine, self.settings, CheckService(self.engine, self.settings))
+            self.webhooks = WebhookIntake(self.engine, self.settings, self.gate)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> DeployService:

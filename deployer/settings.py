@@ -240,6 +240,47 @@ class ControllerSettings(_Section):
     heartbeat: Duration = 2.0
 
 
+class GateSettings(_Section):
+    """The merge gate: which branches it protects and what a merge needs."""
+
+    protected_branches: list[str] = Field(default_factory=lambda: ["main"])
+    required_checks: list[Literal["tests", "bench"]] = Field(default_factory=lambda: ["tests", "bench"])
+    max_backlog: int = Field(20, ge=1, le=10000, description="undeployed commits beyond which merges wait")
+    dashboard_url: str = Field("", description="links in refusals and statuses; default http://api.host:api.port")
+    bench_command: str = "python -m sample_app.bench"
+    bench_rounds: int = Field(10, ge=4, le=200)
+    bench_requests: int = Field(20, ge=1, le=10000)
+    bench_allowance: Percent = 10.0
+    bench_confidence: float = Field(0.98, gt=0.5, lt=1.0)
+    check_timeout: Duration = 600.0
+
+
+class WebhookSettings(_Section):
+    """Intake of GitHub and GitLab events; a provider without its secret is refused."""
+
+    github_secret: str | None = None
+    gitlab_token: str | None = None
+    max_body: int = Field(1_000_000, ge=1024, le=50_000_000, description="bytes; larger bodies get a 413")
+
+
+class StatusSettings(_Section):
+    """Commit statuses out, in GitHub's format (POST {url}/repos/{repo}/statuses/{sha})."""
+
+    url: str | None = Field(None, description="e.g. https://api.github.com; unset: no statuses are sent")
+    repo: str = Field("", description="owner/name")
+    token: str | None = None
+    retries: int = Field(4, ge=0, le=20)
+    backoff: Duration = 0.5
+    timeout: Duration = 5.0
+    interval: Duration = 5.0
+
+    @model_validator(mode="after")
+    def _repo_when_url(self) -> StatusSettings:
+        if self.url and self.repo.count("/") != 1:
+            raise ValueError(f"repo: \"{self.repo}\" is not owner/name; use e.g. \"acme/snapgram\"")
+        return self
+
+
 # Values people paste from examples; a session secret like these would let anyone forge a sign-in.
 PLACEHOLDER_SECRETS = frozenset({"changeme", "change-me", "secret", "placeholder", "please-change", "xxx",
                                  "your-secret-key", "insecure", "default", "test", "password"})
@@ -303,6 +344,9 @@ class Settings(BaseSettings):
     controller: ControllerSettings = ControllerSettings()
     auth: AuthSettings = AuthSettings()
     notifications: NotificationSettings = NotificationSettings()
+    gate: GateSettings = GateSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    statuses: StatusSettings = StatusSettings()
     base_dir: str = "."
     canary_config: CanaryConfig | None = Field(None, exclude=True)
 
@@ -342,6 +386,11 @@ class Settings(BaseSettings):
         if "://" in repo or repo.startswith("git@"):
             return repo
         return str(self.path(repo))
+
+    @property
+    def dashboard_url(self) -> str:
+        """Where people see the dashboard (links in hook refusals and commit statuses)."""
+        return (self.gate.dashboard_url or f"http://{self.api.host}:{self.api.port}").rstrip("/")
 
     @property
     def app_database_url(self) -> str:

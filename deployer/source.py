@@ -93,6 +93,27 @@ class GitSource:
         except (git.BadName, ValueError):
             raise SourceError(f"branch {self.branch!r} not found in {self.repository}") from None
 
+    def fetch_ref(self, ref: str) -> str:
+        """Fetch one ref of the central repository (a branch, a pull request's head) into refs/seen/; its sha."""
+        if not ref.startswith("refs/") or ".." in ref or any(ch.isspace() for ch in ref):
+            raise SourceError(f"ref {ref!r} is not a full ref name such as refs/heads/feature")
+        local = "refs/seen/" + ref[len("refs/"):]
+        with self._lock:
+            repo = self._open()
+            try:
+                repo.git.fetch(self.repository, f"+{ref}:{local}", "--quiet", "--no-tags")
+                return repo.commit(local).hexsha
+            except git.GitCommandError as exc:
+                raise SourceError(f"cannot fetch {ref} from {self.repository}: {exc.stderr.strip() or exc}") from None
+
+    def tree_of(self, sha: str) -> str:
+        """The tree sha of a commit (what a merge's checks can be reused by)."""
+        with self._lock:
+            try:
+                return self._open().commit(sha).tree.hexsha
+            except (git.BadName, ValueError):
+                raise SourceError(f"unknown commit {sha}") from None
+
     def head(self) -> str:
         """The branch head in the mirror (without fetching)."""
         with self._lock:

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from deployer.demo.scenario import ScriptedCommit, apply_edits
+from deployer.hooks_install import HookInstallError, install
 
 PLATFORM_ROOT = Path(__file__).resolve().parents[2]
 SEED_MESSAGE = "Import Snapgram, the photo-sharing app"
@@ -99,17 +100,11 @@ def create(root: Path, *, base_config: dict[str, Any], overrides: dict[str, Any]
 
 
 def install_push_hook(workspace: Workspace, api_url: str, token: str = "") -> bool:
-    """Install hooks/post-receive in the central repository; False when the hook is not available."""
-    hook = PLATFORM_ROOT / "hooks" / "post-receive"
-    if not hook.is_file():
+    """Install the post-receive hook in the central repository; False when the hooks are not available."""
+    try:
+        install(workspace.repo, server=api_url, token=token or None, only=("post-receive",))
+    except HookInstallError:
         return False
-    target = workspace.repo / "hooks" / "post-receive"
-    shutil.copy2(hook, target)
-    target.chmod(0o755)
-    git(workspace.repo, "config", "deployer.url", api_url)
-    git(workspace.repo, "config", "deployer.branch", "main")
-    if token:
-        git(workspace.repo, "config", "deployer.token", token)
     return True
 
 

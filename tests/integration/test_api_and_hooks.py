@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import socket
 import threading
 import time
@@ -15,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from dashboards.app import create_app
 from deployer import store
+from deployer.hooks_install import install
 from deployer.model import CommandKind, Deployment, Release, Role
 from deployer.service import DeployService
 from deployer.pipeline import Phase, Status
@@ -112,12 +112,10 @@ def test_post_receive_hook_pokes_the_controller(tmp_path: Path, settings: Settin
         while not server.started and time.monotonic() < deadline:
             time.sleep(0.05)
         central = make_central_repo(tmp_path)
-        hook = central.bare / "hooks" / "post-receive"
-        shutil.copy2(ROOT / "hooks" / "post-receive", hook)
-        git(central.bare, "config", "deployer.url", f"http://127.0.0.1:{port}")
         service = DeployService.from_settings(settings)
-        git(central.bare, "config", "deployer.token",
-            service.accounts.create_token(name="hook", role=Role.RELEASE_MANAGER).secret)
+        # Only "release" is gated here: this test is about the post-receive notification.
+        install(central.bare, server=f"http://127.0.0.1:{port}", protected=["release"],
+                token=service.accounts.create_token(name="hook", role=Role.RELEASE_MANAGER).secret)
         sha = central.commit("a change", {"x.txt": "1\n"})
         pushed = git(central.clone, "push", "origin", "main")  # hook output goes to stderr, git relays it
         engine = store.make_engine(settings.database_url)
@@ -133,8 +131,7 @@ def test_post_receive_hook_pokes_the_controller(tmp_path: Path, settings: Settin
 
 def test_post_receive_hook_never_blocks_a_push(tmp_path: Path) -> None:
     central = make_central_repo(tmp_path)
-    shutil.copy2(ROOT / "hooks" / "post-receive", central.bare / "hooks" / "post-receive")
-    git(central.bare, "config", "deployer.url", f"http://127.0.0.1:{free_port()}")  # nobody listens
+    install(central.bare, server=f"http://127.0.0.1:{free_port()}")  # nobody listens
     central.commit("a change", {"x.txt": "1\n"})
     central.push()  # raises if the hook made the push fail
     assert git(central.bare, "rev-parse", "main") == git(central.clone, "rev-parse", "HEAD")

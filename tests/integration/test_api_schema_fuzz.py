@@ -35,7 +35,7 @@ def check(case: schemathesis.Case, who: str) -> None:
     headers = {"Authorization": f"Bearer {TOKENS[who]}"} if who in TOKENS else {}
     response = case.call(headers=headers)
     assert response.status_code < 500, (case.method, case.formatted_path, response.status_code, response.text[:300])
-    if who == "nobody":
+    if who == "nobody" and "/webhooks/" not in case.formatted_path:  # those answer to a signature instead
         assert response.status_code == 401
     if response.status_code >= 400:
         assert isinstance(response.json().get("detail"), str)  # every error says why

@@ -33,6 +33,10 @@ CONFIG_MODEL_MODULES = {"canary/config_model.py", "canary/fields.py"}
 CONFIG_MODEL_THIRD_PARTY = {"pydantic", "pydantic_core"}
 
 
+# Every file in hooks/ is a hook script or the library they share: all of them are checked.
+HOOKS = sorted(p for p in (ROOT / "hooks").iterdir() if p.is_file() and not p.name.startswith("."))
+
+
 def modules() -> list[Path]:
     found = [p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py") if "tests" not in p.parts[len(ROOT.parts):]]
     found.extend(hook_scripts())
@@ -91,6 +95,17 @@ ALL = modules()
 
 def test_there_is_something_to_check() -> None:
     assert len(ALL) > 30
+    assert {p.name for p in HOOKS} >= {"pre-receive", "post-receive", "pre-push", "deployer_hook.py"}
+
+
+STDLIB = frozenset(getattr(__import__("sys"), "stdlib_module_names"))
+
+
+@pytest.mark.parametrize("path", HOOKS, ids=name_of)
+def test_hooks_use_only_the_standard_library(path: Path) -> None:
+    """A git server has whatever Python it has: hooks import the standard library and their own library only."""
+    outside = {top(n) for n in imports_of(path)} - STDLIB - {"__future__", "deployer_hook"}
+    assert not outside, f"{name_of(path)} imports {outside}"
 
 
 @pytest.mark.parametrize("path", [p for p in ALL if name_of(p).startswith("canary/")], ids=name_of)

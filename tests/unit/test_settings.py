@@ -154,3 +154,19 @@ def test_cli_prints_problems_without_a_traceback(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert 'rollout.canary_bake: "5x" is not a duration' in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_gate_webhook_and_status_settings_are_validated_with_the_fix(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("source: {repository: x.git}\ngate: {required_checks: [lint], bench_allowance: 250%}\n"
+                      "statuses: {url: 'https://api.github.com', repo: snapgram}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config, environ={})
+    text = str(caught.value)
+    assert "gate.required_checks.0: \"lint\" is not allowed; use 'tests' or 'bench'" in text
+    assert "gate.bench_allowance" in text and "between 0% and 100%" in text
+    assert "statuses.repo: \"snapgram\" is not owner/name" in text
+    ok = tmp_path / "ok.yaml"
+    ok.write_text("source: {repository: x.git}\napi: {port: 9000}\n")
+    settings = load_settings(ok, environ={"DEPLOYER__WEBHOOKS__GITHUB_SECRET": "abc"})
+    assert settings.webhooks.github_secret == "abc" and settings.dashboard_url == "http://127.0.0.1:9000"
