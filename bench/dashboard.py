@@ -27,7 +27,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from deployer.fleet.procs import free_port_block  # noqa: E402
+from deployer.fleet.local.procs import free_port_block  # noqa: E402
 from deployer.model import Role  # noqa: E402
 from deployer.service import DeployService  # noqa: E402
 from deployer.settings import load_settings  # noqa: E402

@@ -30,7 +30,7 @@ from sqlmodel import select  # noqa: E402
 from deployer import store  # noqa: E402
 from deployer.demo import workspace as ws_ops  # noqa: E402
 from deployer.demo.scenario import ScriptedCommit  # noqa: E402
-from deployer.fleet.procs import free_port_block  # noqa: E402
+from deployer.fleet.local.procs import free_port_block  # noqa: E402
 from deployer.model import Release, Role  # noqa: E402
 from deployer.pipeline import Status  # noqa: E402
 from deployer.runtime import build_controller, build_runtime  # noqa: E402

@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from deployer.fleet.procs import free_port_block
+from deployer.fleet.local.procs import free_port_block
 from deployer.hooks_install import install
 from deployer.model import Role
 from deployer.service import DeployService

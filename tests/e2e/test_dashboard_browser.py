@@ -22,7 +22,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from deployer.demo.scenario import BAD_ERRORS, GOOD_IMAGE_CACHE
-from deployer.fleet.procs import free_port_block
+from deployer.fleet.local.procs import free_port_block
 from deployer.model import Role
 from tests.pipeline_world import PipelineWorld, wait_until
 

@@ -12,7 +12,7 @@ import pytest
 from sqlmodel import select
 
 from deployer import store
-from deployer.fleet.procs import free_port_block
+from deployer.fleet.local.procs import free_port_block
 from deployer.model import NotificationDelivery
 from deployer.notify import Notifier
 from deployer.settings import NotificationSettings, NotificationTarget
