@@ -32,7 +32,7 @@ CHROMIUM = os.environ.get("DEPLOYER_CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking", "--disable-quic",
         "--no-first-run", "--disable-component-update", "--disable-sync"]
 PASSWORD = "a long test password"
-LIVE = 90_000  # ms: a release (tests, build, canary bake, two waves) on this shared machine
+LIVE = 90_000  # ms: a release (tests, build, canary bake, two waves) on a busy 2-core machine
 
 
 class Dashboard:

@@ -108,7 +108,7 @@ def faulty_url() -> Iterator[str]:
 def test_rate_is_roughly_honoured_and_actions_weighted(healthy_url: str) -> None:
     stats = run_for(TrafficGenerator(healthy_url, rate=80, seed=1), 2.0)
     # Poisson with mean 160 arrivals: the odds of leaving [100, 230] are about one in a million.
-    # Arrivals find every worker busy only when this shared machine is slow; they are counted.
+    # Arrivals find every worker busy only when the machine is slow; they are counted.
     assert 100 <= stats.sent + stats.dropped <= 230, stats.to_dict()
     assert stats.sent >= 50
     assert stats.ok == stats.sent
