@@ -97,6 +97,74 @@ def mann_whitney_hl(baseline: np.ndarray, canary: np.ndarray, confidence: float)
     return ShiftTest(m, n, estimate, lower, upper, rank_sum_p_value(baseline, canary), confidence)
 
 
+@lru_cache(maxsize=512)
+def _w_cdf(n: int) -> tuple[float, ...]:
+    """Return P(W+ <= w) for w = 0..n(n+1)/2 under the null of the signed-rank test, exactly.
+
+    W+ is the sum of the ranks of the positive differences; under the null each rank is
+    positive with probability 1/2 independently, so the counts are the subset-sum counts of
+    1..n (float counts: exact up to n of a few hundred, far beyond what is ever paired here).
+    """
+    top = n * (n + 1) // 2
+    counts = np.zeros(top + 1)
+    counts[0] = 1.0
+    for rank in range(1, n + 1):
+        counts[rank:] = counts[rank:] + counts[:-rank].copy()
+    return tuple(np.cumsum(counts) / 2.0 ** n)
+
+
+def w_critical(n: int, alpha: float) -> int:
+    """Return the largest k with P(W+ <= k - 1) <= alpha / 2 (0 when no interval is possible)."""
+    if n == 0:
+        return 0
+    if n <= EXACT_LIMIT:
+        return int(np.searchsorted(np.asarray(_w_cdf(n)), alpha / 2.0, side="right"))
+    z = float(ndtri(1.0 - alpha / 2.0))
+    return max(math.floor(n * (n + 1) / 4.0 - z * math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0)), 0)
+
+
+def signed_rank_hl(differences: np.ndarray, confidence: float) -> ShiftTest:
+    """Wilcoxon signed-rank test and Hodges-Lehmann estimate of the median of paired differences.
+
+    The paired counterpart of ``mann_whitney_hl``: when baseline and canary are measured in
+    pairs close in time (a benchmark's alternating rounds), each pair's difference cancels
+    what both shared (a machine that got busier), so far fewer samples show a real change.
+    The estimate is the median of the Walsh averages and the interval their order-statistic
+    inversion (Hollander & Wolfe); both need only differences symmetric about the shift.
+    """
+    d = np.asarray(differences, dtype=float)
+    d = d[np.isfinite(d)]
+    n = len(d)
+    if n == 0:
+        return ShiftTest(0, 0, math.nan, -math.inf, math.inf, math.nan, confidence)
+    i, j = np.triu_indices(n)
+    walsh = np.sort((d[i] + d[j]) / 2.0)
+    estimate = float(np.median(walsh))
+    k = w_critical(n, 1.0 - confidence)
+    lower, upper = (float(walsh[k - 1]), float(walsh[len(walsh) - k])) if k >= 1 else (-math.inf, math.inf)
+    return ShiftTest(n, n, estimate, lower, upper, signed_rank_p_value(d), confidence)
+
+
+def signed_rank_p_value(differences: np.ndarray) -> float:
+    """Two-sided signed-rank p-value: exact without zeros or ties, else normal with tie correction."""
+    d = differences[differences != 0]
+    n = len(d)
+    if n == 0:
+        return 1.0
+    magnitudes, inverse, counts = np.unique(np.abs(d), return_inverse=True, return_counts=True)
+    ranks = (np.cumsum(counts) - (counts - 1) / 2.0)[inverse]
+    w = float(ranks[d > 0].sum())
+    top = n * (n + 1) / 2.0
+    if len(magnitudes) == n and n <= EXACT_LIMIT and n == len(differences):
+        cdf = _w_cdf(n)
+        return min(1.0, 2.0 * cdf[int(round(min(w, top - w)))])
+    sigma = math.sqrt(n * (n + 1) * (2 * n + 1) / 24.0 - float((counts ** 3 - counts).sum()) / 48.0)
+    if sigma == 0:
+        return 1.0
+    z = (abs(w - top / 2.0) - 0.5) / sigma
+    return min(1.0, float(2.0 * ndtr(-z)))
+
+
 def rank_sum_p_value(baseline: np.ndarray, canary: np.ndarray) -> float:
     """Two-sided Mann-Whitney p-value: exact without ties for small samples, else normal with tie correction."""
     m, n = len(baseline), len(canary)

@@ -1,8 +1,12 @@
 """The benchmark check's verdict: candidate vs target tip per route, with the canary judge's statistics.
 
 Pure: rounds in, verdict out. Each metric (CPU and latency per request) of each route is
-compared on a log scale with the Mann-Whitney U test and the Hodges-Lehmann interval of
-canary/stats.py, so the shift reads as a ratio with its interval. As in the canary judge
+compared on a log scale, so the shift reads as a ratio with its interval. The runner
+alternates the two versions' rounds, so round i of each was measured side by side: the
+comparison is paired (Wilcoxon signed-rank with its Hodges-Lehmann interval, from
+canary/stats.py), which cancels what a pair shared (a machine that got busier mid-run)
+and needs far fewer rounds than an unpaired test. Runs of unequal length (not paired)
+fall back to the Mann-Whitney test the canary judge uses. As in the canary judge
 (Kayenta's rule), a route fails when the change is statistically significant (the whole
 interval above zero) AND its estimate is worse than the allowance: noise alone never fails
 a commit, and a real but tiny change does not either.
@@ -16,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from canary.stats import mann_whitney_hl
+from canary.stats import ShiftTest, mann_whitney_hl, signed_rank_hl
 
 METRICS = {"cpu_ms": "CPU per request", "latency_ms": "latency per request"}
 Series = Mapping[str, Mapping[str, Sequence[float]]]  # route -> metric -> rounds
@@ -55,6 +59,13 @@ def _pct(value: float) -> str:
     return f"{value:+.1%}" if math.isfinite(value) else ("+inf" if value > 0 else "-inf")
 
 
+def _shift(base_log: np.ndarray, cand_log: np.ndarray, confidence: float) -> ShiftTest:
+    """Paired signed-rank when the rounds pair up one to one, else the unpaired rank-sum test."""
+    if len(base_log) == len(cand_log):
+        return signed_rank_hl(cand_log - base_log, confidence)
+    return mann_whitney_hl(base_log, cand_log, confidence)
+
+
 def compare(baseline: Series, candidate: Series, *, allowance: float = 0.10,
             confidence: float = 0.98) -> BenchVerdict:
     """Judge every route and metric present in both runs; `allowance` is a fraction (0.10 = 10%)."""
@@ -65,20 +76,32 @@ def compare(baseline: Series, candidate: Series, *, allowance: float = 0.10,
         for metric in METRICS:
             base = np.asarray(baseline[route].get(metric, ()), dtype=float)
             cand = np.asarray(candidate[route].get(metric, ()), dtype=float)
-            base, cand = base[base > 0], cand[cand > 0]
+            if len(base) == len(cand):
+                keep = (base > 0) & (cand > 0)
+                base, cand = base[keep], cand[keep]
+            else:
+                base, cand = base[base > 0], cand[cand > 0]
             if len(base) >= 3 and len(cand) >= 3:
                 pairs.append((route, metric, base, cand))
     # Many routes and metrics are judged at once: Bonferroni keeps the chance that ANY of them
     # fails an unchanged commit at 1 - confidence, instead of that chance per comparison.
     each = 1.0 - (1.0 - confidence) / max(1, len(pairs))
     changes: list[RouteChange] = []
+    decidable = 0
     for route, metric, base, cand in pairs:
-        test = mann_whitney_hl(np.log(base), np.log(cand), each)
+        test = _shift(np.log(base), np.log(cand), each)
+        decidable += math.isfinite(test.lower)
         change, lower, upper = (math.expm1(test.estimate), math.expm1(test.lower), math.expm1(test.upper))
         failed = lower > 0 and change > allowance
         changes.append(RouteChange(route, metric, float(np.median(base)), float(np.median(cand)),
                                    change, lower, upper, test.p_value, failed))
     worse = [c for c in changes if c.failed]
+    if changes and not decidable:
+        # With too few rounds no interval exists at this confidence: a check that cannot
+        # fail must not pass as if it had looked.
+        rounds = min(len(baseline[c.route].get(c.metric, ())) for c in changes)
+        return BenchVerdict(False, f"{rounds} rounds are too few to show any change at {confidence:.0%} confidence "
+                                   f"over {len(pairs)} comparisons; raise gate.bench_rounds", tuple(changes))
     if not changes:
         return BenchVerdict(False, "no route could be compared (too few rounds, or no route in common)", ())
     if worse:

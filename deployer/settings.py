@@ -248,7 +248,7 @@ class GateSettings(_Section):
     max_backlog: int = Field(20, ge=1, le=10000, description="undeployed commits beyond which merges wait")
     dashboard_url: str = Field("", description="links in refusals and statuses; default http://api.host:api.port")
     bench_command: str = "python -m sample_app.bench"
-    bench_rounds: int = Field(10, ge=4, le=200)
+    bench_rounds: int = Field(12, ge=4, le=200)
     bench_requests: int = Field(20, ge=1, le=10000)
     bench_allowance: Percent = 10.0
     bench_confidence: float = Field(0.98, gt=0.5, lt=1.0)

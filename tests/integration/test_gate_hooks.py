@@ -215,7 +215,7 @@ def app_files() -> dict[str, str]:
 @pytest.mark.slow
 def test_a_commit_30_percent_slower_on_one_route_fails_its_benchmark_and_its_merge_is_refused(
         tmp_path: Path) -> None:
-    extra = {"gate": {"required_checks": ["tests", "bench"], "bench_rounds": 8, "bench_requests": 5}}
+    extra = {"gate": {"required_checks": ["tests", "bench"], "bench_rounds": 12, "bench_requests": 5}}
     with running_platform(tmp_path / "platform", tmp_path / "repo" / "central.git", extra=extra) as platform:
         (tmp_path / "repo").mkdir(exist_ok=True)
         central = central_with_hooks(tmp_path / "repo", platform.url, platform.tokens["release_manager"],

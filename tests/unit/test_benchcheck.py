@@ -61,3 +61,27 @@ def test_faster_is_never_a_failure() -> None:
 def test_nothing_comparable_is_not_a_pass(candidate: dict[str, dict[str, list[float]]]) -> None:
     verdict = compare(rounds(np.random.default_rng(6)), candidate)
     assert not verdict.passed and "no route could be compared" in verdict.summary
+
+
+def drifting_pairs(rng: np.random.Generator, slow: float, n: int = 12) -> tuple[dict, dict]:
+    """Rounds measured in pairs while the machine's load swings from round to round (x0.6 to x1.8)."""
+    load = rng.uniform(0.6, 1.8, n)
+    base = {r: {m: list(v * load * rng.lognormal(0, 0.04, n)) for m in ("cpu_ms", "latency_ms")}
+            for r, v in ROUTES.items()}
+    cand = {r: {m: list(v * (1 + (slow if r == "feed" else 0)) * load * rng.lognormal(0, 0.04, n))
+                for m in ("cpu_ms", "latency_ms")} for r, v in ROUTES.items()}
+    return base, cand
+
+
+def test_paired_rounds_show_a_slowdown_through_a_swinging_load() -> None:
+    rng = np.random.default_rng(7)
+    caught = sum(not compare(*drifting_pairs(rng, 0.30)).passed for _ in range(20))
+    assert caught >= 19  # the load swings far more than 30%, but both rounds of a pair share it
+    false = sum(not compare(*drifting_pairs(rng, 0.0)).passed for _ in range(100))
+    assert false <= 2
+
+
+def test_too_few_rounds_for_any_interval_is_not_a_pass() -> None:
+    rng = np.random.default_rng(8)
+    verdict = compare(rounds(rng, n=5), rounds(rng, {"feed": 0.5}, n=5))
+    assert not verdict.passed and "too few" in verdict.summary and "gate.bench_rounds" in verdict.summary

@@ -17,8 +17,11 @@ from canary.stats import (
     mean_ratio,
     rank_sum_p_value,
     remove_outliers,
+    signed_rank_hl,
+    signed_rank_p_value,
     theil_sen,
     u_critical,
+    w_critical,
 )
 
 values = st.lists(st.integers(-50, 50).map(lambda v: v / 10), min_size=1, max_size=25)
@@ -111,3 +114,38 @@ def test_look_alpha_spends_exactly_alpha() -> None:
     total = sum(look_alpha(0.02, k, 6) for k in range(6, 100_000))
     assert total == pytest.approx(0.02, rel=1e-4)
     assert look_alpha(0.02, 6, 6) > look_alpha(0.02, 7, 6)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.lists(st.integers(-60, 60).map(lambda v: v / 10), min_size=1, max_size=25))
+def test_signed_rank_p_value_is_scipys_wilcoxon(differences: list[float]) -> None:
+    d = np.array(differences)
+    ours = signed_rank_p_value(d)
+    nonzero = d[d != 0]
+    if len(nonzero) == 0:
+        assert ours == 1.0
+        return
+    exact = len(np.unique(np.abs(nonzero))) == len(nonzero) == len(d)
+    ref = (sps.wilcoxon(d, method="exact") if exact
+           else sps.wilcoxon(d, method="approx", correction=True, zero_method="wilcox"))
+    assert ours == pytest.approx(ref.pvalue, abs=1e-9)
+
+
+def test_signed_rank_critical_values_match_tables() -> None:
+    # Hollander & Wolfe: n = 10, two-sided 0.02 rejects at W+ <= 5 (P = 0.0098 per side), so k = 6.
+    assert w_critical(10, 0.02) == 6
+    assert w_critical(9, 0.002) == 0  # 2^-9 > 0.001: no 99.8% interval from 9 pairs
+    assert w_critical(10, 0.002) == 1
+    exact = w_critical(60, 0.02)
+    approx = math.floor(60 * 61 / 4 - sps.norm.ppf(0.99) * math.sqrt(60 * 61 * 121 / 24))
+    assert abs(exact - approx) <= 4  # of 1830 possible values of W+: the approximation is close
+
+
+def test_signed_rank_interval_covers_the_true_paired_shift() -> None:
+    rng = np.random.default_rng(11)
+    covered = 0
+    for _ in range(400):
+        d = 0.3 + rng.standard_t(3, 12)
+        test = signed_rank_hl(d, 0.9)
+        covered += test.lower <= 0.3 <= test.upper
+    assert covered / 400 >= 0.87  # promised 90%, distribution-free
