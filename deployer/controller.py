@@ -23,7 +23,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from canary.verdict import Result
-from deployer import releases, store
+from deployer import releases, stage_log, store
 from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
 from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Builder, Fleet
@@ -204,6 +204,9 @@ class Controller:
                     else:
                         # Set before settling: an aborted release's commits are not blamed.
                         deployment.aborted = event is Event.ABORT or deployment.aborted
+                        assert deployment.id is not None
+                        stage_log.record_event(session, deployment_id=deployment.id, event=event, effects=effects,
+                                               reason=reason)
                         self._settle_if_finished(session, deployment, effects)
                         fresh.outcome = "done"
                         deployment_id = deployment.id
@@ -343,6 +346,7 @@ class Controller:
         with store.session_scope(self.engine) as session:
             deployment = store.get_deployment(session, deployment_id=deployment_id)
             effects = store.apply_event(session, deployment=deployment, event=event, reason=reason, data=data)
+            stage_log.record_event(session, deployment_id=deployment_id, event=event, effects=effects, reason=reason)
             self._settle_if_finished(session, deployment, effects)
         log.info("deployment %s: %s -> %s %s", deployment_id, event.value, deployment.status.value, reason)
         self._carry_out(deployment_id, effects)

@@ -43,8 +43,10 @@ def release_timeline(detail: dict[str, Any]) -> dict[str, Any]:
 
 def build_report(*, service: DeployService, scripted: list[ScriptedCommit], shas: dict[str, str],
                  fleet_versions: dict[str, str | None], traffic: dict[str, Any], duration_s: float,
-                 settings: Settings) -> dict[str, Any]:
-    """Everything the demo showed, with pass/fail checks."""
+                 settings: Settings, merges: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    """Everything the demo showed, with pass/fail checks; `merges` are the merge attempts through the gate."""
+    merges = merges or []
+    refused = {key: m for m in merges if not m["accepted"] for key in m["keys"]}
     commits = {c.sha: c.model_dump(mode="json") for c in service.commits()}
     status = service.status(releases=200).model_dump(mode="json")
     releases = {r["id"]: r for r in status["releases"]}
@@ -61,10 +63,11 @@ def build_report(*, service: DeployService, scripted: list[ScriptedCommit], shas
         rows.append({
             "sha": sha, "key": item.key, "title": commit.get("title", item.title), "author": item.author,
             "kind": item.kind, "expected": item.expected,
-            "outcome": release["status"] if release else "not released",
+            "outcome": release["status"] if release else ("refused" if item.key in refused else "not released"),
             "commit_status": commit.get("status"), "release_id": commit.get("release_id"),
             "release_kind": release["kind"] if release else None,
-            "reason": (release.get("reason") or "").splitlines()[0][:300] if release else "",
+            "reason": ((release.get("reason") or "").splitlines()[0][:300] if release
+                       else refused[item.key]["reason"][:300] if item.key in refused else ""),
             "timeline": release_timeline(detail) if detail else None,
         })
 
@@ -90,6 +93,7 @@ def build_report(*, service: DeployService, scripted: list[ScriptedCommit], shas
         "stop_commits_stopped": all(r["outcome"] in STOPPED and r["commit_status"] == "bad"
                                     for r in rows if r["expected"] == "stop"),
         "stop_commits_never_beyond_canary": not escaped,
+        "refuse_commits_refused_at_merge": all(r["outcome"] == "refused" for r in rows if r["expected"] == "refuse"),
         "fleet_on_last_good_commit": bool(fleet_versions) and all(v == last_good for v in fleet_versions.values()),
         "no_failed_requests_from_restarts": restart_failures == 0,
     }
@@ -98,6 +102,11 @@ def build_report(*, service: DeployService, scripted: list[ScriptedCommit], shas
     durations = [d for r in details.values() if (d := release_timeline(r)["total_s"]) is not None]
     return {
         "scenario": {"commits": rows, "escaped": escaped},
+        "merge_gate": {
+            "merges": len(merges), "refused": len([m for m in merges if not m["accepted"]]),
+            "refusals": [{"step": m["step"], "sha": m["sha"], "branch": m["branch"], "reason": m["reason"],
+                          "checks": m["checks"]} for m in merges if not m["accepted"]],
+        },
         "fleet_versions": fleet_versions,
         "last_good_commit": last_good,
         "checks": checks,
@@ -118,9 +127,14 @@ def summary_lines(report: dict[str, Any]) -> list[str]:
     """A human summary of the report."""
     lines = ["", "SCENARIO"]
     for row in report["scenario"]["commits"]:
-        ok = (row["outcome"] == "succeeded") == (row["expected"] == "ship")
-        lines.append(f"  {'ok ' if ok else 'BAD'} {row['sha'][:10]} {row['kind']:15} expected {row['expected']:4} "
+        ok = {"ship": row["outcome"] == "succeeded", "refuse": row["outcome"] == "refused",
+              "stop": row["outcome"] in STOPPED}[row["expected"]]
+        lines.append(f"  {'ok ' if ok else 'BAD'} {row['sha'][:10]} {row['kind']:15} expected {row['expected']:6} "
                      f"-> {row['outcome']:12} {row['title'][:60]}")
+    gate = report.get("merge_gate", {})
+    lines.append(f"merge gate: {gate.get('merges', 0)} merges, {gate.get('refused', 0)} refused")
+    for refusal in gate.get("refusals", []):
+        lines.append(f"  step {refusal['step']} {refusal['sha'][:10]}: {refusal['reason'][:150]}")
     timings, traffic = report["timings"], report["traffic"]
     lines.append("")
     fleet = ", ".join(f"{host}={(version or '-')[:10]}" for host, version in report["fleet_versions"].items())

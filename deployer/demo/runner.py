@@ -53,6 +53,9 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "rollout.warmup": "1s",
         # The last wave replaces four hosts at once; the other two carry the traffic meanwhile.
         "fleet.max_parallel": 4,
+        # Engineers merge through the gate: every merge needs its tests and benchmark checks.
+        "gate.required_checks": ["tests", "bench"],
+        "gate.bench_requests": 8,
     }
     if args.base_port:
         overrides["fleet.base_port"] = args.base_port
@@ -114,6 +117,7 @@ class Demo:
         self.traffic: TrafficGenerator | None = None
         self.progress: Progress | None = None
         self.haproxy: LocalHaproxy | None = None
+        self.merges: list[dict[str, Any]] = []   # every merge attempt through the gate, with its answer
 
     def say(self, text: str) -> None:
         if not self.args.quiet:
@@ -130,9 +134,8 @@ class Demo:
         self.settings = load_settings(workspace.config)
         api_url = f"http://{self.settings.api.host}:{self.settings.api.port}"
         hook_token = self.create_credentials(api_url)
-        hooked = ws_ops.install_push_hook(workspace, api_url, hook_token)
-        self.say(f"workspace {workspace.root}: central repository, a clone, "
-                 f"{'a post-receive hook, ' if hooked else ''}config.yaml")
+        ws_ops.install_hooks(workspace, api_url, hook_token)
+        self.say(f"workspace {workspace.root}: central repository with the gate's hooks, a clone, config.yaml")
         return workspace
 
     def create_credentials(self, api_url: str) -> str:
@@ -210,8 +213,10 @@ class Demo:
         for number, step in enumerate(steps, 1):
             for item in step:
                 shas[item.key] = ws_ops.commit(workspace, item, shas)
-            ws_ops.push(workspace)
             names = ", ".join(f"{shas[c.key][:10]} {c.title or 'revert ' + c.reverts} [{c.expected}]" for c in step)
+            if not self.merge_through_gate(workspace, service, number, step, shas):
+                self.say(f"── step {number}/{len(steps)}: merge REFUSED for {names}")
+                continue
             self.say(f"── step {number}/{len(steps)}: merged {names}")
             self.wait_for(f"step {number} to settle", lambda s=step: service.settled([shas[c.key] for c in s]),
                           self.args.step_timeout, workspace)
@@ -225,12 +230,41 @@ class Demo:
             fleet.close()
         report = build_report(service=service, scripted=scripted, shas=shas, fleet_versions=versions,
                               traffic=stats.to_dict(), duration_s=time.monotonic() - self.started,
-                              settings=settings)
+                              settings=settings, merges=self.merges)
         if self.args.report:
             Path(self.args.report).write_text(json.dumps(report, indent=2) + "\n")
         for line in summary_lines(report):
             print(line, flush=True)
         return 0 if report["checks"]["passed"] else 1
+
+    def merge_through_gate(self, workspace: ws_ops.Workspace, service: DeployService, number: int,
+                           step: list[ScriptedCommit], shas: dict[str, str]) -> bool:
+        """An engineer's flow: push a branch, wait for its required checks, merge to main through the gate.
+
+        A refused merge is recorded with the gate's reason and the clone goes back to main.
+        """
+        tip = shas[step[-1].key]
+        branch = f"topic/step-{number}-{step[-1].key}"
+        ws_ops.push_branch(workspace, branch)
+        assert service.gate is not None
+        checks = service.gate.checks
+        required = set(checks.required)
+
+        def checked() -> bool:
+            done = {c.name for c in checks.of(tip) if c.state.value in ("success", "failure", "error")}
+            return required <= done
+
+        self.wait_for(f"the checks of {tip[:10]} on {branch}", checked, self.args.step_timeout, workspace)
+        outcome = ws_ops.merge(workspace)
+        reason = next((line.removeprefix("remote: ").strip() for line in outcome.output.splitlines()
+                       if "refused" in line or "known-bad" in line or "check" in line), outcome.output[-300:])
+        self.merges.append({"step": number, "branch": branch, "sha": tip, "keys": [c.key for c in step],
+                            "accepted": outcome.accepted, "reason": "" if outcome.accepted else reason,
+                            "checks": {c.name: c.state.value for c in checks.of(tip)}})
+        if not outcome.accepted:
+            ws_ops.abandon(workspace)
+            self.say(f"   the gate refused the merge of {branch}: {reason}")
+        return outcome.accepted
 
     def cleanup(self) -> None:
         if self.traffic is not None:

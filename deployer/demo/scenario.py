@@ -1,10 +1,16 @@
 """The demo's scripted stream of merges: mostly good changes, one of each bad kind, and fixes.
 
 Each step is what engineers merge together before the pipeline picks it up; the demo
-pushes a step, waits for the pipeline to settle, then pushes the next. Bad changes are
-real code changes to the sample app (text edits of its source), written as the plausible
-mistakes they imitate; every one of them passes the app's tests except the one meant
-to fail them.
+pushes a step to a branch, waits for its required checks, merges it through the gate,
+waits for the pipeline to settle, then goes on. Bad changes are real code changes to the
+sample app (text edits of its source), written as the plausible mistakes they imitate.
+
+Where each is meant to be stopped (`expected`):
+- "refuse": at the merge gate, by its required checks (the app's tests, or its benchmark
+  on a benchmarked route); it never reaches main.
+- "stop": by the pipeline (at its test stage or at the canary); these pass the checks,
+  as a CPU regression that only production-like data reveals does.
+- "ship": good changes, reverts and fixes; they reach the whole fleet.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-Expected = Literal["ship", "stop"]
+Expected = Literal["ship", "stop", "refuse"]
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,7 @@ class ScriptedCommit:
     edits: tuple[Edit, ...] = ()
     new_files: dict[str, str] = field(default_factory=dict)
     reverts: str | None = None      # key of an earlier commit this one reverts
+    fixes: str | None = None        # key of an earlier commit this one fixes ("Fixes <sha>" in its message)
 
 
 class ScenarioError(Exception):
@@ -48,6 +55,8 @@ FEED_DOC = '    """Return the newest posts by user and whom they follow, with li
 FEED_RETURN = "    return FeedPublic(user=viewer.username, posts=posts_public(session, posts))\n"
 FEED_VIEWER = "    viewer = get_user_or_404(session, user)\n"
 FEED_IMPORT = "from fastapi import APIRouter, Query\n"
+COMMENTS_DOC = '    """Return a post\'s comments, oldest first."""\n'
+COMMENTS_RETURN = "    return [comment_public(comment, username) for comment, username in rows]\n"
 POST_ANCHOR = ('    """Return one post with its like and comment counts."""\n'
                '    post = get_post_or_404(session, post_id)\n')
 
@@ -58,10 +67,19 @@ GOOD_COMMENT_PAGE = ScriptedCommit(
     "comment-page", "Show up to 300 comments per post", "Ben Okafor", "good", "ship",
     edits=(Edit(POSTS, "MAX_COMMENTS = 200\n", "MAX_COMMENTS = 300\n"),))
 BAD_TESTS = ScriptedCommit(
-    "failing-tests", "Answer likes before the write is confirmed", "Chen Wei", "failing-tests", "stop",
+    "failing-tests", "Answer likes before the write is confirmed", "Chen Wei", "failing-tests", "refuse",
     edits=(Edit(POSTS, "return LikePublic(post_id=post_id, user=user.username, liked=True,",
                 "return LikePublic(post_id=post_id, user=user.username, liked=False,"),))
-REVERT_TESTS = ScriptedCommit("revert-failing-tests", "", "Chen Wei", "revert", "ship", reverts="failing-tests")
+# The comments route derives its blocked-word list on every request: the benchmark shows
+# the route much slower than at main's tip, and the merge is refused.
+BAD_BENCH = ScriptedCommit(
+    "comment-filter", "Hide comments that use blocked words", "Kim Larsen", "bench-slowdown", "refuse",
+    edits=(Edit(POSTS, "from typing import Annotated\n", "import hashlib\nfrom typing import Annotated\n"),
+           Edit(POSTS, COMMENTS_DOC, COMMENTS_DOC
+                + "    blocked = {hashlib.sha256(f\"word-{i}\".encode()).hexdigest()[:8] for i in range(4000)}\n"),
+           Edit(POSTS, COMMENTS_RETURN,
+                "    return [comment_public(comment, username) for comment, username in rows\n"
+                "            if comment.text.lower() not in blocked]\n")))
 GOOD_DOCS = ScriptedCommit(
     "feed-docs", "Document how the feed is assembled", "Dana Cruz", "good", "ship",
     new_files={"docs/feed.md": "# The feed\n\nA user's feed holds their own posts and those of the people "
@@ -85,15 +103,19 @@ BAD_LATENCY = ScriptedCommit(
            Edit(FEED, FEED_DOC, FEED_DOC + "    time.sleep(0.15)  # give the ranking service time to answer\n")))
 FIX_LATENCY = ScriptedCommit(
     "fix-latency", "Do not wait for the ranking service on the request path", "Gus Moreau", "fix", "ship",
+    fixes="latency",
     edits=(Edit(FEED, "    time.sleep(0.15)  # give the ranking service time to answer\n", ""),
            Edit(FEED, "import time\nfrom typing import Annotated\n", "from typing import Annotated\n")))
+# Ranking work per followed account: the benchmark's feed user follows nobody, so the check
+# passes; real users follow several accounts, and only the canary shows the CPU it costs.
 BAD_CPU = ScriptedCommit(
-    "cpu", "Score feed posts with a content fingerprint", "Hana Sato", "cpu", "stop",
+    "cpu", "Rank the feed by affinity with each followed account", "Hana Sato", "cpu", "stop",
     edits=(Edit(FEED, "from typing import Annotated\n", "import hashlib\nfrom typing import Annotated\n"),
-           Edit(FEED, FEED_DOC, FEED_DOC
-                + "    fingerprint = b\"feed\"\n"
-                  "    for _ in range(60000):  # stable score per post, recomputed every time\n"
-                  "        fingerprint = hashlib.sha256(fingerprint).digest()\n")))
+           Edit(FEED, FEED_VIEWER, FEED_VIEWER
+                + "    for followee in session.exec(select(Follow.followee_id).where(Follow.follower_id == viewer.id)):\n"
+                  "        fingerprint = str(followee).encode()\n"
+                  "        for _ in range(20000):  # stable affinity score, recomputed every time\n"
+                  "            fingerprint = hashlib.sha256(fingerprint).digest()\n")))
 REVERT_CPU = ScriptedCommit("revert-cpu", "", "Hana Sato", "revert", "ship", reverts="cpu")
 # A third of the feed's answers become 403s: the users see refusals, the 5xx count stays zero.
 BAD_CLIENT_ERRORS = ScriptedCommit(
@@ -139,7 +161,8 @@ GOOD_FINAL = ScriptedCommit(
 STEPS: list[list[ScriptedCommit]] = [
     [GOOD_IMAGE_CACHE, GOOD_COMMENT_PAGE],
     [BAD_TESTS],
-    [REVERT_TESTS, GOOD_DOCS],
+    [GOOD_DOCS],
+    [BAD_BENCH],
     [BAD_CRASH],
     [REVERT_CRASH],
     [BAD_ERRORS],

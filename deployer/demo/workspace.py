@@ -100,12 +100,18 @@ def create(root: Path, *, base_config: dict[str, Any], overrides: dict[str, Any]
 
 
 def install_push_hook(workspace: Workspace, api_url: str, token: str = "") -> bool:
-    """Install the post-receive hook in the central repository; False when the hooks are not available."""
+    """Install the post-receive hook alone; False when the hooks are not available."""
     try:
         install(workspace.repo, server=api_url, token=token or None, only=("post-receive",))
     except HookInstallError:
         return False
     return True
+
+
+def install_hooks(workspace: Workspace, api_url: str, token: str) -> None:
+    """Install the gate (pre-receive) and the push report (post-receive) in the central repository."""
+    # Fail closed: a demo whose gate silently let everything through would show nothing.
+    install(workspace.repo, server=api_url, token=token, fail_mode="closed", only=("pre-receive", "post-receive"))
 
 
 def commit(workspace: Workspace, scripted: ScriptedCommit, shas: dict[str, str]) -> str:
@@ -115,15 +121,41 @@ def commit(workspace: Workspace, scripted: ScriptedCommit, shas: dict[str, str])
     else:
         touched = apply_edits(workspace.clone, scripted)
         git(workspace.clone, "add", *touched)
-        git(workspace.clone, "commit", "--quiet", "-m", scripted.title, author=scripted.author)
+        trailer = ["-m", f"Fixes {shas[scripted.fixes]}"] if scripted.fixes else []
+        git(workspace.clone, "commit", "--quiet", "-m", scripted.title, *trailer, author=scripted.author)
     return git(workspace.clone, "rev-parse", "HEAD")
 
 
+def push_branch(workspace: Workspace, branch: str) -> str:
+    """Push the clone's HEAD to a (topic) branch of the central repository; returns git's output."""
+    result = subprocess.run(["git", "push", "--quiet", "--force", "origin", f"HEAD:refs/heads/{branch}"],
+                            cwd=workspace.clone, capture_output=True, text=True, check=True)
+    return (result.stdout + result.stderr).strip()
+
+
+@dataclass(frozen=True)
+class PushResult:
+    accepted: bool
+    output: str     # what the hooks said (a refusal's reason)
+
+
 def push(workspace: Workspace) -> str:
-    """Push the clone's main to the central repository; returns the hook's output."""
+    """Push the clone's main to the central repository; returns the hooks' output (a refusal raises)."""
     result = subprocess.run(["git", "push", "--quiet", "origin", "main"], cwd=workspace.clone,
                             capture_output=True, text=True, check=True)
     return (result.stdout + result.stderr).strip()
+
+
+def merge(workspace: Workspace) -> PushResult:
+    """Push (merge) the clone's main to the central repository through its gate; a refusal is an answer."""
+    result = subprocess.run(["git", "push", "--quiet", "origin", "main"], cwd=workspace.clone,
+                            capture_output=True, text=True)
+    return PushResult(result.returncode == 0, (result.stdout + result.stderr).strip())
+
+
+def abandon(workspace: Workspace) -> None:
+    """After a refused merge: put the clone's main back on the central main (the branch keeps the work)."""
+    git(workspace.clone, "reset", "--quiet", "--hard", "origin/main")
 
 
 def _merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -46,7 +46,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("profile")
     release = tmp / "cpu-release"
     shutil.copytree(ROOT / "sample_app", release / "sample_app", ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    apply_edits(release, BAD_CPU)  # the demo's CPU regression: a hashing loop in get_feed
+    apply_edits(release, BAD_CPU)  # the demo's CPU regression: a hashing loop per followee in get_feed
     port = free_port_block(2)
     procs: list[subprocess.Popen[bytes]] = []
     urls = {"baseline": f"http://127.0.0.1:{port}", "canary": f"http://127.0.0.1:{port + 1}"}
@@ -61,6 +61,9 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             for name, url in urls.items():
                 _wait_until(lambda u=url: client.get(f"{u}/healthz").status_code == 200, 30, f"{name} healthy")
                 client.post(f"{url}/api/users", json={"username": "alice"})
+                # The regression's cost is per followed account, as real users have them.
+                client.post(f"{url}/api/users", json={"username": "bob"})
+                client.post(f"{url}/api/users/bob/follow", json={"follower": "alice"})
         yield urls
     finally:
         for proc in procs:

@@ -36,6 +36,7 @@ def test_ships_good_commits_and_stops_bad_ones(world: PipelineWorld) -> None:
     world.wait_settled()
     assert world.deployment_of(good)["status"] == "succeeded"
     assert_fleet_on(world, good)
+    assert {s["status"] for s in world.deployment_of(good)["stages"]} == {"passed"}
 
     crash, = world.merge(BAD_CRASH)
     world.wait_settled()
@@ -53,6 +54,9 @@ def test_ships_good_commits_and_stops_bad_ones(world: PipelineWorld) -> None:
     detail = world.deployment_of(spike)
     assert detail["status"] == "rolled_back", detail["reason"]
     assert any(v["result"] == "fail" for v in detail["verdicts"])
+    stages = {s["name"]: s for s in detail["stages"]}
+    assert stages["bake-0"]["status"] == "failed" and "analysis_failed" in stages["bake-0"]["detail"]
+    assert stages["rollback"]["status"] == "passed" and "wave-1" not in stages
     deployed_to = {e["data"]["host"] for e in detail["events"]
                    if e["kind"] == "host_deployed" and e["data"]["version"] == spike}
     assert deployed_to <= set(detail["canary_hosts"])

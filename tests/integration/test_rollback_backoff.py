@@ -56,3 +56,9 @@ def test_a_failing_rollback_backs_off_then_pauses_for_a_human(world: PipelineWor
     world.wait_settled(timeout=180)
     assert world.deployment_of(new)["status"] == "rolled_back"
     assert set(world.fleet_versions().values()) == {old}
+    # The timeline is true: nothing of the aborted rollout is left "running".
+    stages = {s["name"]: s for s in world.deployment_of(new)["stages"]}
+    assert all(s["status"] != "running" and s["finished_at"] for s in stages.values()), stages
+    assert stages["wave-0"]["status"] == "passed"          # the canary hosts had converged
+    assert stages["bake-0"]["status"] == "failed" and "stopped by abort" in stages["bake-0"]["detail"]
+    assert stages["rollback"]["status"] == "passed"
