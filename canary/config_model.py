@@ -157,9 +157,9 @@ class SuccessRate(_Model):
     """Answers with a status the baseline does not give as often (any non-2xx/3xx), pooled and per route."""
 
     enabled: Annotated[bool, Flag()] = True
-    # Shared by the pooled test and every route's (split evenly, Bonferroni), so the chance of
-    # failing a canary whose answers are as good as the baseline's stays below it with any
-    # number of routes.
+    # Shared by the pooled test (half) and every route's (the other half, split evenly): weighted
+    # Bonferroni, so the chance of failing a canary whose answers are as good as the baseline's
+    # stays below it with any number of routes.
     alpha: Annotated[float, Number(0.0, 0.5, "0.01", lo_open=True)] = 0.01
     unexpected: Annotated[str, Name("unexpected")] = UNEXPECTED
     requests: Annotated[str, Name("requests")] = REQUESTS
