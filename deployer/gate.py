@@ -21,6 +21,7 @@ class Refusal(str, Enum):
     """Why a merge is refused; the value is stable for hooks and reports."""
 
     LOCKED = "locked"
+    FROZEN = "frozen"
     KNOWN_BAD = "known_bad"
     BACKLOG = "backlog"
     CHECKS_MISSING = "checks_missing"
@@ -52,6 +53,7 @@ class GateFacts:
     protected: bool
     message: str = ""                       # messages of the commits being merged
     lock: LockFact | None = None
+    freeze: LockFact | None = None          # an ad-hoc deploy freeze refuses merges like a lock
     known_bad: KnownBad | None = None
     backlog: int = 0
     max_backlog: int = 20
@@ -88,6 +90,12 @@ def decide(facts: GateFacts) -> GateDecision:
         return GateDecision(False, f"deploys are locked by {lock.holder} since {lock.since}{until}: "
                                    f"{lock.reason or 'no reason given'}; merge after it is unlocked",
                             Refusal.LOCKED)
+    if facts.freeze is not None:
+        freeze = facts.freeze
+        until = f"until {freeze.until}" if freeze.until else "until someone unfreezes"
+        return GateDecision(False, f"deploys are frozen by {freeze.holder} since {freeze.since} {until}: "
+                                   f"{freeze.reason or 'no reason given'}; merge after the freeze ends",
+                            Refusal.FROZEN)
     if facts.known_bad is not None and not addresses(facts.message, facts.known_bad.culprits):
         bad = facts.known_bad
         names = ", ".join(c[:12] for c in bad.culprits) or "unknown"
