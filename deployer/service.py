@@ -351,7 +351,8 @@ class DeployService:
         waiting = len(store.branch_commits(session, statuses=[CommitStatus.PENDING, CommitStatus.BLOCKED,
                                                               CommitStatus.SUSPECT]))
         return WindowView(
-            open=gate.open, reason=gate.reason, until=gate.until, now=now, waiting=waiting,
+            open=gate.open, reason=gate.reason, now=now, waiting=waiting,
+            until=gate.until.astimezone(timezone.utc) if gate.until else None,
             freezes=[_freeze_view(f) for f in freezes.active_freezes(session, now=now)],
             blackouts=[BlackoutView(name=b.name, days=list(b.days), hours=b.hours, tz=b.tz or windows.timezone)
                        for b in (windows.blackouts if windows else [])])
