@@ -39,7 +39,8 @@ class LockFact:
 
 @dataclass(frozen=True)
 class KnownBad:
-    """The last release failed; `culprits` are the commits blamed for it (or all it carried)."""
+    """The last release failed (or, `release_id` 0, a merged commit failed its tests ahead of any release);
+    `culprits` are the commits blamed for it (or all it carried)."""
 
     release_id: int
     culprits: tuple[str, ...]
@@ -99,7 +100,9 @@ def decide(facts: GateFacts) -> GateDecision:
     if facts.known_bad is not None and not addresses(facts.message, facts.known_bad.culprits):
         bad = facts.known_bad
         names = ", ".join(c[:12] for c in bad.culprits) or "unknown"
-        return GateDecision(False, f"{facts.branch} is known-bad: release {bad.release_id} failed"
+        # Release 0: no release failed; the culprit was marked bad before one (its tests failed ahead, or by hand).
+        failed = f"release {bad.release_id} failed" if bad.release_id else "a merged commit was marked bad before its release"
+        return GateDecision(False, f"{facts.branch} is known-bad: {failed}"
                                    f"{' (' + bad.reason + ')' if bad.reason else ''}, culprit {names}; "
                                    f"merge a commit that says \"Reverts {bad.culprits[0][:12] if bad.culprits else '<sha>'}\" "
                                    f"or \"Fixes <sha>\" (or a git revert) first", Refusal.KNOWN_BAD)

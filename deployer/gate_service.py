@@ -169,7 +169,18 @@ def _freeze_fact(row: DeployFreeze) -> LockFact:
 
 
 def _known_bad(session: Session, undeployed: list[Commit]) -> KnownBad | None:
-    """The last finished release failed and no commit waiting since reverts or fixes its culprit."""
+    """The last finished release failed, or a merged commit failed its tests ahead of release, and no
+    commit waiting since reverts or fixes the culprit."""
+    culprit = session.exec(select(Commit).where(Commit.status == CommitStatus.BAD, col(Commit.release_id).is_(None))
+                           .order_by(col(Commit.position).desc())).first()
+    if culprit is not None:
+        # Marked bad without a release: its tests failed ahead of it. Main stays bad until a commit
+        # after it ships or a waiting one reverts or fixes it.
+        shipped = session.exec(select(Commit).where(Commit.status == CommitStatus.SHIPPED)
+                               .order_by(col(Commit.position).desc())).first()
+        if (shipped is None or shipped.position < culprit.position) and \
+                not any(addresses(c.message, (culprit.sha,)) for c in undeployed):
+            return KnownBad(release_id=0, culprits=(culprit.sha,), reason="marked bad before its release (its tests failed ahead, or by hand)")
     last = session.exec(select(Release).where(col(Release.finished_at).is_not(None),
                                               col(Release.kind).in_([ReleaseKind.DEPLOY, ReleaseKind.BISECT]))
                         .order_by(col(Release.finished_at).desc())).first()

@@ -167,6 +167,8 @@ def test_tests_run_ahead_the_planner_batches_and_a_freeze_queues_and_supersedes(
     wait_until("the failing commit to be marked bad",
                lambda: {c.sha: c.status.value for c in service.commits()}.get(broken) == "bad", 120)
     assert all(broken not in r.commits for r in service.status(releases=20).releases)
+    gate = service.gate.gate(branch="main", sha="d" * 40)  # type: ignore[union-attr]
+    assert gate.refusal == "known_bad" and broken[:12] in gate.reason
     revert, = world.merge(REVERT_TESTS)
     world.wait_settled()
     assert world.deployment_of(revert)["status"] == "succeeded"

@@ -59,6 +59,15 @@ def test_known_bad_main_refuses_unless_the_commit_reverts_or_fixes_the_culprit()
     assert not decide(facts(known_bad=bad, message="Reverts 1234567")).allowed      # another commit
 
 
+def test_a_commit_that_failed_its_tests_ahead_makes_main_known_bad_until_reverted() -> None:
+    bad = KnownBad(release_id=0, culprits=(CULPRIT,), reason="its tests failed ahead of release")
+    decision = decide(facts(known_bad=bad))
+    assert not decision.allowed and decision.refusal is Refusal.KNOWN_BAD
+    assert "marked bad before its release" in decision.reason and "release 0" not in decision.reason
+    assert f"Reverts {CULPRIT[:12]}" in decision.reason
+    assert decide(facts(known_bad=bad, message=f"Revert it\n\nThis reverts commit {CULPRIT}.")).allowed
+
+
 def test_a_long_backlog_makes_merges_wait() -> None:
     decision = decide(facts(backlog=21, max_backlog=20))
     assert decision.refusal is Refusal.BACKLOG and "21" in decision.reason and "limit 20" in decision.reason
