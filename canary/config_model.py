@@ -192,6 +192,11 @@ class LatencyTail(_Model):
     # bucket bound up): a good canary sends almost nothing there, so a few percent of requests
     # a second slower stand out even when each route serves a handful per interval. 0: off.
     far_multiple: Annotated[float, Number(0.0, 100.0, "2")] = Field(2.0, alias="farMultiple")
+    # The baseline's quantiles are learned on its first intervals and both sides are tested on the
+    # rest only (a bound learned on the data it tests would be biased). Fewer learning intervals
+    # leave more of a short bake to test; the bound sits on a histogram bucket, so a rough
+    # estimate costs little.
+    learn_intervals: Annotated[int, Count(2, "4")] = Field(4, alias="learnIntervals")
     group: Annotated[str, Name("latency")] = "latency"
 
 

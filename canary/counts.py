@@ -8,7 +8,7 @@ share of "bad" requests higher than the baseline's by more than allowed? Bad is:
   *rate* on the canary counts.
 - **slow requests**: requests slower than the baseline's q-quantile (p95, p99), read from
   the cumulative latency buckets pooled over the bake. The bound is learned from the
-  baseline's first ``minimumEvidence.intervals`` intervals and the test runs on the intervals
+  baseline's first ``latencyTail.learnIntervals`` intervals and the test runs on the intervals
   after them, so the bound never depends on the data it is tested on and the e-process keeps
   its guarantee; a regression that slows 5% of requests by a second is then visible even when
   every interval holds a handful of requests and its p99 is simply its slowest request.
@@ -199,7 +199,7 @@ def _slow(buckets: dict[float, list[float]], bound: float) -> tuple[list[float],
 def latency_tail(config: CanaryConfig, baseline: Samples, canary: Samples, out: CountOutcome) -> None:
     """Test the share of requests slower than the baseline's p95/p99, pooled and per route."""
     lt = config.latency_tail
-    learn = config.minimum_evidence.intervals
+    learn = lt.learn_intervals
     n = min(len(baseline), len(canary))
     if not lt.enabled or n <= learn:
         return

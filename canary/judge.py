@@ -180,11 +180,11 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
             return decide(Result.FAIL, f"{nodata} of {len(config.metrics)} metrics have no data (>= 50%)")
         if score is None:
             return decide(Result.INCONCLUSIVE, "no metric has data to score")
-        doubts = _doubts(rows)
-        if doubts:
-            return decide(Result.INCONCLUSIVE, "not shown worse, but not clean either, so not passed: "
-                          + "; ".join(doubts) + "; watch longer")
         if score >= config.classifier.pass_score:
+            doubts = _doubts(rows)
+            if doubts:
+                return decide(Result.INCONCLUSIVE, "not shown worse, but not clean either, so not passed: "
+                              + "; ".join(doubts) + "; watch longer")
             return decide(Result.PASS, f"score {score:.1f} >= pass {config.classifier.pass_score:g}")
         return decide(Result.FAIL, f"score {score:.1f} < pass {config.classifier.pass_score:g} "
                       f"({verdict.score_class}): {_failing(rows)}")
