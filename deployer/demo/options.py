@@ -13,7 +13,7 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hosts", type=int, default=6, help="hosts in the local fleet (default 6, at least 4)")
     parser.add_argument("--rate", type=float, default=40.0, help="user requests per second (default 40)")
     parser.add_argument("--canary-bake", default="30s", help="canary watch time (default 30s)")
-    parser.add_argument("--wave-bake", default="10s", help="watch time between later waves (default 10s)")
+    parser.add_argument("--wave-bake", default="12s", help="watch time between later waves (default 12s)")
     parser.add_argument("--steps", type=int, default=None,
                         help="run only the first N steps of the scenario (for a quick look)")
     parser.add_argument("--step-timeout", type=float, default=300.0,

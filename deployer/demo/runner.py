@@ -53,6 +53,9 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "rollout.warmup": "1s",
         # The last wave replaces four hosts at once; the other two carry the traffic meanwhile.
         "fleet.max_parallel": 4,
+        # Each step ships as one release (its commits batched), as its culprit search shows: a goal
+        # this tight makes the lead-time planner take every ready commit, up to max_batch.
+        "pipeline.lead_time_goal": "1m",
         # Engineers merge through the gate: every merge needs its tests and benchmark checks.
         "gate.required_checks": ["tests", "bench"],
         "gate.bench_requests": 8,
