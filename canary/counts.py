@@ -241,7 +241,33 @@ def latency_tail(config: CanaryConfig, baseline: Samples, canary: Samples, out: 
         what = f"requests slower than {bound:g} s ({described} over its first {learn} intervals)"
         row, crossed = count_test(name, lt.group, Rule.LATENCY_TAIL, what, (b_slow[learn:], c_slow[learn:]),
                                   (b_all[learn:], c_all[learn:]), lt.allowed_increase, alpha, route, offset=learn)
+        if route is None and config.routes.enabled:
+            row.explanation.note += _slow_routes(baseline, canary, bound, learn)
         out.add(row, crossed)
+
+
+def _slow_routes(baseline: Samples, canary: Samples, bound: float, learn: int) -> str:
+    """Say which route holds most of the canary's extra requests above `bound` (description, not a test).
+
+    A thin route may have too few requests for a test of its own, yet hold the whole
+    regression; the pooled test proves it, this names where it is.
+    """
+    extra: dict[str, tuple[float, float]] = {}
+    for route in routes_of(baseline, "requests"):
+        prefix = route_series(route, "")
+        names = {le: name for le, name in bucket_bounds(canary.series, prefix)}
+        if bound not in names or math.inf not in names or not all(n in baseline.series for n in names.values()):
+            continue
+        c_slow, _ = _slow({bound: canary.series[names[bound]], math.inf: canary.series[names[math.inf]]}, bound)
+        b_slow, _ = _slow({bound: baseline.series[names[bound]], math.inf: baseline.series[names[math.inf]]}, bound)
+        extra[route] = (_total(c_slow[learn:]), _total(b_slow[learn:]))
+    total = sum(c - b for c, b in extra.values() if c > b)
+    if total <= 0:
+        return ""
+    route, (c, b) = max(extra.items(), key=lambda kv: kv[1][0] - kv[1][1])
+    if c - b < total / 2:
+        return ""
+    return f"; mostly on route {route}: {c:.0f} slow canary requests against {b:.0f} on the baseline"
 
 
 def count_tests(config: CanaryConfig, baseline: Samples, canary: Samples) -> CountOutcome:

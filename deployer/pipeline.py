@@ -304,8 +304,21 @@ POSITIONS: tuple[tuple[Status, Phase | None], ...] = tuple(
 
 
 def allowed_events(state: State) -> list[Event]:
-    """The events the current (status, phase) accepts, in table order."""
-    return [e for (s, p, e) in TRANSITIONS if s is state.status and p is state.phase]
+    """The events the current state accepts, in table order.
+
+    A rule may still refuse its event on the rest of the state (promote is accepted while
+    paused only when the pause was during a bake), so each candidate rule is tried: rules
+    are pure, and this list must never offer what `advance` would refuse.
+    """
+    allowed = []
+    for (status, phase, event), rule in TRANSITIONS.items():
+        if status is state.status and phase is state.phase:
+            try:
+                rule(state)
+            except InvalidTransition:
+                continue
+            allowed.append(event)
+    return allowed
 
 
 def advance(state: State, event: Event) -> tuple[State, list[Effect]]:

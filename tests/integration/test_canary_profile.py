@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -20,6 +21,7 @@ from canary.profiler import ProfileRun, py_spy_path
 from canary.verdict import Classification, Explanation, MetricResult, Result, Rule, Verdict
 from deployer.analysis import AnalysisWindow, local_pid
 from deployer.demo.scenario import BAD_CPU, apply_edits
+from deployer.loadgen.traffic import tiny_png
 from deployer.fleet.base import Host
 from deployer.fleet.local.procs import free_port_block
 
@@ -46,7 +48,7 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("profile")
     release = tmp / "cpu-release"
     shutil.copytree(ROOT / "sample_app", release / "sample_app", ignore=shutil.ignore_patterns("__pycache__", "tests"))
-    apply_edits(release, BAD_CPU)  # the demo's CPU regression: a hashing loop per followee in get_feed
+    apply_edits(release, BAD_CPU)  # the demo's CPU regression: a hashing loop in get_post_image
     port = free_port_block(2)
     procs: list[subprocess.Popen[bytes]] = []
     urls = {"baseline": f"http://127.0.0.1:{port}", "canary": f"http://127.0.0.1:{port + 1}"}
@@ -61,9 +63,9 @@ def hosts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
             for name, url in urls.items():
                 _wait_until(lambda u=url: client.get(f"{u}/healthz").status_code == 200, 30, f"{name} healthy")
                 client.post(f"{url}/api/users", json={"username": "alice"})
-                # The regression's cost is per followed account, as real users have them.
-                client.post(f"{url}/api/users", json={"username": "bob"})
-                client.post(f"{url}/api/users/bob/follow", json={"follower": "alice"})
+                posted = client.post(f"{url}/api/posts", data={"author": "alice", "caption": "sunset"},
+                                     files={"image": ("sunset.png", tiny_png(random.Random(1)), "image/png")})
+                assert posted.status_code < 300, posted.text
         yield urls
     finally:
         for proc in procs:
@@ -81,7 +83,7 @@ def _traffic(urls: dict[str, str], stop: threading.Event) -> None:
     with httpx.Client(timeout=5.0) as client:
         while not stop.is_set():
             for url in urls.values():
-                client.get(f"{url}/api/feed", params={"user": "alice"})
+                client.get(f"{url}/api/posts/1/image")
             stop.wait(0.05)
 
 
@@ -101,7 +103,7 @@ def test_the_profile_names_the_function_file_and_line_that_got_slower(hosts: dic
         run.close()
     assert diff is not None and not diff.problems, diff
     top = diff.grown[0]
-    assert top.frame.function == "get_feed" and top.frame.file.endswith("sample_app/routes/feed.py"), diff.grown
+    assert top.frame.function == "get_post_image" and top.frame.file.endswith("sample_app/routes/posts.py"), diff.grown
     source = (Path(top.frame.file) if Path(top.frame.file).is_absolute() else None)
     assert top.frame.line > 0 and top.interval[0] > 0.1
     if source is not None and source.is_file():
@@ -135,5 +137,5 @@ def test_a_cpu_fail_waits_for_the_profile_and_then_says_where_the_time_went(host
         worker.join(10)
         window.close()
     assert failed.result is Result.FAIL
-    assert "where the time went: get_feed (" in failed.reason and "feed.py:" in failed.reason, failed.reason
-    assert failed.to_dict()["profile"]["grown"][0]["function"] == "get_feed"
+    assert "where the time went: get_post_image (" in failed.reason and "posts.py:" in failed.reason, failed.reason
+    assert failed.to_dict()["profile"]["grown"][0]["function"] == "get_post_image"

@@ -181,6 +181,9 @@ def test_promote_while_paused_during_deploy_is_refused() -> None:
     paused = state_at(S.PAUSED, None, paused_from=S.ROLLING_OUT, paused_phase=D, wave=1)
     with pytest.raises(InvalidTransition):
         advance(paused, E.PROMOTE)
+    # ... and never offered (the dashboard's buttons come from this list).
+    assert E.PROMOTE not in allowed_events(paused) and E.RESUME in allowed_events(paused)
+    assert E.PROMOTE in allowed_events(state_at(S.PAUSED, None, paused_from=S.CANARY, paused_phase=B))
 
 
 def test_abort_while_paused_rolls_back_and_forgets_the_pause() -> None:
