@@ -37,6 +37,11 @@ class RoutedFleet:
         """All hosts in a stable order (waves are cut from this order)."""
         return self.runtime.hosts()
 
+    @property
+    def overlap(self) -> bool:
+        """Whether a replacement starts the new instance beside the serving one (it uses surge, not capacity)."""
+        return bool(self.runtime.overlap)
+
     def probe(self, host: Host) -> HostStatus:
         """Ask the host what it runs and whether it is healthy; never raises."""
         return self.runtime.probe(host)
