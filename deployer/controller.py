@@ -103,6 +103,7 @@ class Controller:
         self._observing: Future[dict[str, HostStatus]] | None = None
         # (deployment, wave) planned since the last host outcome: nothing new to plan until one arrives.
         self._planned: tuple[int, int] | None = None
+        self._deployment_cache: tuple[tuple[int, Any], Deployment] | None = None
         self._bake: _Bake | None = None
         self._poll_now = True
         self._last_poll = float("-inf")
@@ -236,8 +237,7 @@ class Controller:
     def _progress(self) -> None:
         if self.hosts.poll():
             self._planned = None  # capacity freed or a host failed: plan again
-        with store.session_scope(self.engine) as session:
-            deployment = store.active_deployment(session)
+        deployment = self._active_deployment()
         if deployment is None:
             self._reconcile_idle()
             return
@@ -255,6 +255,24 @@ class Controller:
             self._analyse(deployment)
         elif status is Status.ROLLING_BACK:
             self._roll_back(deployment)
+
+    def _active_deployment(self) -> Deployment | None:
+        """The deployment in flight, re-read only when it changed.
+
+        Its row carries the host order of the whole fleet; only a transition (apply_event,
+        which the controller alone calls) changes what the tick reads, and it stamps updated_at.
+        """
+        with store.session_scope(self.engine) as session:
+            stamp = store.active_deployment_stamp(session)
+            if stamp is None:
+                self._deployment_cache = None
+                return None
+            cached = self._deployment_cache
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            deployment = store.get_deployment(session, deployment_id=stamp[0])
+        self._deployment_cache = (stamp, deployment)
+        return deployment
 
     def _release_commits(self, deployment: Deployment) -> list[str]:
         with store.session_scope(self.engine) as session:
@@ -542,7 +560,7 @@ class Controller:
 
     def _start_next_release(self) -> None:
         with store.session_scope(self.engine) as session:
-            if store.active_deployment(session) is not None or store.get_lock(session) is not None:
+            if store.active_deployment_stamp(session) is not None or store.get_lock(session) is not None:
                 return
             releases.start_next(session, settings=self.settings, host_names=list(self._hosts))
 

@@ -43,7 +43,8 @@ class HostWorkPool:
     def __init__(self, *, fleet: Fleet, workers: int, on_done: Callable[[], None] | None = None) -> None:
         self.fleet = fleet
         self.workers = workers
-        self._on_done = on_done
+        # Called (on the worker thread) whenever a replacement finishes: a simulated clock listens.
+        self.on_done = on_done
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="host-work")
         self._futures: dict[str, Future[HostOutcome]] = {}
         self._lock = threading.Lock()
@@ -73,8 +74,11 @@ class HostWorkPool:
         with self._lock:
             future = self._executor.submit(self._replace, host, artifact, restart, generation)
             self._futures[host.name] = future
-        if self._on_done is not None:
-            future.add_done_callback(lambda _f: self._on_done())  # type: ignore[misc]
+        future.add_done_callback(self._finished)
+
+    def _finished(self, _future: Future[HostOutcome]) -> None:
+        if self.on_done is not None:
+            self.on_done()
 
     def poll(self) -> list[HostOutcome]:
         """The replacements that finished since the last poll (each is returned once)."""

@@ -146,6 +146,14 @@ def active_deployment(session: Session) -> Deployment | None:
     return session.exec(query).first()
 
 
+def active_deployment_stamp(session: Session) -> tuple[int, Any] | None:
+    """(id, updated_at) of the deployment in progress: a cheap look that skips its host lists."""
+    query = (select(Deployment.id, Deployment.updated_at).where(col(Deployment.status).in_(ACTIVE_STATUSES))
+             .order_by(col(Deployment.id)).limit(1))
+    row = session.exec(query).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 def get_deployment(session: Session, *, deployment_id: int) -> Deployment:
     """A deployment by id, or NotFound."""
     deployment = session.get(Deployment, deployment_id)

@@ -84,6 +84,10 @@ class SimClock:
                 self._sleeping -= 1  # counted awake from now, before the thread even runs
             self._cond.notify_all()
 
+    def release(self) -> None:
+        """Wake every sleeper for good (shutting down: nothing simulated is waited for any more)."""
+        self.advance_to(float("inf"))
+
     def notify(self) -> None:
         """Something finished (a host worker): let `wait_quiescent` look again."""
         with self._cond:

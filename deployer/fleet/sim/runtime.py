@@ -62,9 +62,9 @@ class SimRuntime:
     seed: int = 1
     overlap: bool = False
     stop_s: float = 0.0
-    # Versions that never come up (with the reason), and hosts whose starts always fail: for tests.
+    # Versions that never come up (with the reason), and (host, version) pairs that fail: for tests.
     bad_versions: dict[str, str] = field(default_factory=dict)
-    bad_hosts: set[str] = field(default_factory=set)
+    bad_starts: set[tuple[str, str]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self._hosts = [Host(f"host-{i}", f"sim://host-{i}") for i in range(self.host_count)]
@@ -96,8 +96,8 @@ class SimRuntime:
             rng = random.Random(f"{self.seed}:{host.name}:{slot.starts}")
             target = f"{host.name}#{slot.starts}"
         failure = self.bad_versions.get(artifact.version)
-        if failure is None and host.name in self.bad_hosts:
-            failure = "simulated host failure"
+        if failure is None and (host.name, artifact.version) in self.bad_starts:
+            failure = "simulated start failure of this host"
         if failure is None and rng.random() < self.failure_rate:
             failure = "simulated start failure (fleet.failure_rate)"
         self._plans[target] = _Plan(self.start_times.draw(rng), failure)
