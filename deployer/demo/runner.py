@@ -52,7 +52,7 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         # Canary and baseline restart together, so both are equally cold: a short warm-up is fair.
         "rollout.warmup": "1s",
         # The last wave replaces four hosts at once; the other two carry the traffic meanwhile.
-        "fleet.max_parallel": 4,
+        "rollout.max_unavailable": 4,
     }
     if args.base_port:
         overrides["fleet.base_port"] = args.base_port
