@@ -508,9 +508,11 @@ class Controller:
             deployment = store.get_deployment(session, deployment_id=deployment_id)
             # Judge the hosts this wave added against the baseline restarted beside them; a wave of
             # thousands is judged on a seeded sample (analysis.max_hosts), not by scraping them all.
+            # Kayenta's fairness rule: as many canary hosts as baseline hosts, so each role's sums
+            # weigh the same traffic (20 new hosts against 1 baseline host fails healthy releases).
             sample = random.Random(deployment_id * 1000 + wave)
-            new_hosts = _at_most(self._wave_hosts(deployment, wave), self.settings.analysis.max_hosts, sample)
             baseline = _at_most(list(deployment.baseline_hosts), self.settings.analysis.max_hosts, sample)
+            new_hosts = _at_most(self._wave_hosts(deployment, wave), len(baseline), sample)
             # A rollback's explicit fast path skips the bake (and so the analysis) on every wave.
             seconds = 0.0 if deployment.skip_analysis else self._bake_seconds(wave)
             deployment.bake_started_at = utcnow()

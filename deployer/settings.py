@@ -255,8 +255,8 @@ class AnalysisSettings(_Section):
 
     source: Literal["scrape", "prometheus"] = "scrape"
     interval: Duration = 2.0
-    # A wave of thousands of hosts is judged on a seeded random sample of this many of its new
-    # hosts (and as many baseline hosts at most), not by scraping every host every interval.
+    # Hosts judged per role: a wave of thousands is judged on a seeded random sample of its new
+    # hosts as large as the baseline (at most this many), never by scraping every host every interval.
     max_hosts: int = Field(20, ge=1, le=10_000)
     prometheus_url: str = "http://127.0.0.1:9090"
     scrape_timeout: Duration = 1.0
