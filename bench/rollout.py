@@ -1,7 +1,8 @@
 """Roll releases out to N hosts with zero bake time; print one JSON line of figures.
 
     python bench/rollout.py [--backend local|docker] [--router builtin|haproxy] [--hosts 8]
-                            [--releases 3] [--parallel 2] [--engine URL] [--base-image IMAGE]
+                            [--releases 3] [--max-unavailable 2] [--max-surge 0] [--engine URL]
+                            [--base-image IMAGE]
 
 Each release goes canary -> waves -> whole fleet with no analysis wait, so the time is
 host replacement (drain, stop, start, health checks) plus the platform's own overhead
@@ -97,7 +98,9 @@ def main() -> int:
     parser.add_argument("--router", choices=["builtin", "haproxy"], default="builtin")
     parser.add_argument("--hosts", type=int, default=8)
     parser.add_argument("--releases", type=int, default=3)
-    parser.add_argument("--parallel", type=int, default=2, help="hosts replaced at once within a wave")
+    parser.add_argument("--max-unavailable", default="2", help="rollout.max_unavailable: a count or a share (\"25%%\")")
+    parser.add_argument("--max-surge", default="0", help="rollout.max_surge: a count or a share")
+    parser.add_argument("--parallel", dest="max_unavailable", help="deprecated name of --max-unavailable")
     parser.add_argument("--rate", type=float, default=20.0, help="simulated users' requests per second")
     parser.add_argument("--engine", default=os.environ.get("DEPLOYER_TEST_DOCKER_URL",
                                                            "unix:///var/lib/deployer-test-docker/docker.sock"))
@@ -114,7 +117,8 @@ def main() -> int:
             "source.repository": str(root / "ws" / "app.git"), "workdir": str(root / "ws" / "deployer"),
             "source.poll_interval": "200ms", "pipeline.test_command": "true",
             "fleet.hosts": args.hosts, "fleet.balancer_port": balancer,
-            "fleet.max_parallel": args.parallel, "rollout.canary_bake": "0s", "rollout.wave_bake": "0s",
+            "rollout.max_unavailable": args.max_unavailable, "rollout.max_surge": args.max_surge,
+            "rollout.canary_bake": "0s", "rollout.wave_bake": "0s",
             "rollout.warmup": "0s", "controller.tick": "50ms", **backend_overrides(args, hosts_base)}
         haproxy = None
         if args.router == "haproxy":
@@ -164,7 +168,8 @@ def main() -> int:
                 haproxy.stop()
     summary = {k: round(median(r[k] for r in results), 3) for k in results[0]}
     print(json.dumps({"benchmark": "rollout", "backend": args.backend, "router": args.router, "hosts": args.hosts,
-                      "waves": waves, "parallel": args.parallel, "releases": len(results), **summary,
+                      "waves": waves, "max_unavailable": args.max_unavailable,
+                      "max_surge": args.max_surge, "releases": len(results), **summary,
                       "per_host_replacement_s": round((summary["drain_s"] + summary["stop_s"] + summary["start_s"]
                                                        + summary["health_s"]) / summary["host_replacements"], 3),
                       "overhead_share": round(summary["overhead_s"] / summary["wall_s"], 3),

@@ -13,9 +13,11 @@ database says each deployment is in.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -24,11 +26,11 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from canary.verdict import Result
-from deployer import batching, freezes, releases, stage_log, store
+from deployer import batching, freezes, releases, stage_log, store, waves
 from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
 from deployer.checks import CheckService
 from deployer.exceptions import DeployerError, InvalidTransition
-from deployer.fleet.base import Builder, Fleet
+from deployer.fleet.base import Builder, Fleet, HostStatus
 from deployer.jobs import JobContext, build_job, run_tests_job
 from deployer.model import (
     COMMAND_EVENTS,
@@ -106,8 +108,16 @@ class Controller:
             database_url=settings.database_url, repository=settings.repository, branch=settings.source.branch,
             workdir=str(settings.workdir_path), test_command=settings.pipeline.test_command,
             test_timeout_s=settings.pipeline.test_timeout, settings=settings)
-        self.hosts = Reconciler(engine=engine, fleet=fleet, max_parallel=settings.fleet.max_parallel)
+        self.hosts = Reconciler(engine=engine, fleet=fleet, workers=settings.controller.host_workers,
+                                probe_workers=settings.controller.probe_workers)
         self._hosts = self.hosts.hosts
+        self.budget = settings.rollout_budget(len(self._hosts))
+        # Whole-fleet probes while idle run here, beside the tick, and are collected when done.
+        self._probes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe")
+        self._observing: Future[dict[str, HostStatus]] | None = None
+        # (deployment, wave) planned since the last host outcome: nothing new to plan until one arrives.
+        self._planned: tuple[int, int] | None = None
+        self._deployment_cache: tuple[tuple[int, Any], Deployment] | None = None
         self._bake: _Bake | None = None
         self._poll_now = True
         self._last_poll = float("-inf")
@@ -119,9 +129,17 @@ class Controller:
     def run(self, stop: threading.Event) -> None:
         """Recover, then tick until `stop` is set."""
         self.recover()
-        while not stop.is_set():
-            self.tick()
-            stop.wait(self.settings.controller.tick)
+        try:
+            while not stop.is_set():
+                self.tick()
+                stop.wait(self.settings.controller.tick)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Let host replacements in progress finish and stop the worker threads."""
+        self._probes.shutdown(wait=True, cancel_futures=True)
+        self.hosts.close()
 
     def tick(self) -> None:
         """One pass: commands, progress, discovery, next release. Errors are logged, not raised."""
@@ -137,9 +155,12 @@ class Controller:
         self.source.fetch()
         with store.session_scope(self.engine) as session:
             bootstrapped = store.last_good_release(session) is not None
+            rows = store.host_states_named(session, names=list(self._hosts))
             for host in self._hosts.values():
-                state = store.host_state(session, name=host.name)
-                state.address = host.address
+                if rows[host.name].address != host.address:
+                    rows[host.name].address = host.address
+                    session.add(rows[host.name])
+        self.hosts.load()
         if not bootstrapped:
             self._bootstrap()
         self.hosts.observe_all()
@@ -164,10 +185,10 @@ class Controller:
         artifact = self.builder.build(head)
         log.info("bootstrapping the fleet on %s", head[:12])
         with store.session_scope(self.engine) as session:
-            for name in self._hosts:
-                state = store.host_state(session, name=name)
+            for state in store.host_states_named(session, names=list(self._hosts)).values():
                 state.desired_version, state.desired_artifact, state.role = head, artifact.location, HostRole.IDLE
                 session.add(state)
+        # Start-up, before any tick: the one place that waits for hosts.
         failures = self.hosts.converge(list(self._hosts))
         if failures:
             raise DeployerError(f"bootstrap failed: {'; '.join(failures)}")
@@ -232,8 +253,9 @@ class Controller:
     # --- progress of the deployment in flight ------------------------------------------------
 
     def _progress(self) -> None:
-        with store.session_scope(self.engine) as session:
-            deployment = store.active_deployment(session)
+        if self.hosts.poll():
+            self._planned = None  # capacity freed or a host failed: plan again
+        deployment = self._active_deployment()
         if deployment is None:
             self._reconcile_idle()
             return
@@ -289,6 +311,24 @@ class Controller:
         else:
             self._advance(deployment.id, Event.START, f"{count} commit(s)")
 
+    def _active_deployment(self) -> Deployment | None:
+        """The deployment in flight, re-read only when it changed.
+
+        Its row carries the host order of the whole fleet; only a transition (apply_event,
+        which the controller alone calls) changes what the tick reads, and it stamps updated_at.
+        """
+        with store.session_scope(self.engine) as session:
+            stamp = store.active_deployment_stamp(session)
+            if stamp is None:
+                self._deployment_cache = None
+                return None
+            cached = self._deployment_cache
+            if cached is not None and cached[0] == stamp:
+                return cached[1]
+            deployment = store.get_deployment(session, deployment_id=stamp[0])
+        self._deployment_cache = (stamp, deployment)
+        return deployment
+
     def _release_commits(self, deployment: Deployment) -> list[str]:
         with store.session_scope(self.engine) as session:
             return list(store.get_release(session, release_id=deployment.release_id).commit_shas)
@@ -311,18 +351,27 @@ class Controller:
         self._advance(deployment.id, passed if ok else failed, detail)
 
     def _deploy_wave(self, deployment: Deployment) -> None:
+        """Start what the capacity budget allows, never waiting for a host; advance when the wave is done."""
         assert deployment.id is not None
-        parallel = None
+        key = (deployment.id, deployment.wave)
+        if self._planned == key:
+            return  # nothing finished since the last plan: the budget cannot have freed up
+        targets = deployment.host_order[: deployment.wave_plan[deployment.wave]]
+        budget, wave = self.budget, list(targets)
         if deployment.wave < deployment.waves - 1:
             # The wave's new hosts and the baseline restart at the same moment, as a fair
-            # comparison needs (fresh processes are slower than warm ones).
-            added = len(self._wave_hosts(deployment, deployment.wave))
-            parallel = max(self.settings.fleet.max_parallel, added + len(deployment.baseline_hosts))
-        failures = self.hosts.converge(list(self._hosts), parallel=parallel)
-        if failures:
-            self._advance(deployment.id, Event.HOST_FAILED, "; ".join(failures))
+            # comparison needs (fresh processes are slower than warm ones): baseline first.
+            budget = waves.paired_budget(self.budget, baseline=len(deployment.baseline_hosts))
+            wave = list(deployment.baseline_hosts) + [n for n in targets if n not in deployment.baseline_hosts]
+        progress = waves.step(self.hosts, wave=wave, budget=budget)
+        if progress.stopped is not None:
+            # A failed host stops the wave at once: nothing more starts, the rollback takes over.
+            self._advance(deployment.id, Event.HOST_FAILED, progress.stopped)
             return
-        on_new = deployment.host_order[: deployment.wave_plan[deployment.wave]]
+        if not progress.complete:
+            self._planned = key
+            return
+        on_new = targets
         self._advance(deployment.id, Event.WAVE_DEPLOYED,
                       f"wave {deployment.wave}: {len(on_new)}/{len(self._hosts)} hosts on "
                       f"{deployment.version[:12]}", data={"hosts": on_new})
@@ -369,27 +418,45 @@ class Controller:
                       data={"score": verdict.score, "intervals": bake.window.intervals})
 
     def _roll_back(self, deployment: Deployment) -> None:
+        """Start every host's way back (as wide as the host workers allow); advance once all are back or failed."""
         assert deployment.id is not None
         if self.clock() < self._rollback_retry_at:
             return
-        failures = self.hosts.converge(list(self._hosts), parallel=len(self._hosts))
-        if failures:
-            self._advance(deployment.id, Event.HOST_FAILED,
-                          f"rollback attempt {deployment.rollback_failures + 1} failed: " + "; ".join(failures))
+        self.hosts.start(self.hosts.pending())
+        if self.hosts.pool.in_flight():
+            return
+        if self.hosts.failed:
+            self._advance(deployment.id, Event.HOST_FAILED, f"rollback attempt {deployment.rollback_failures + 1} "
+                          "failed: " + "; ".join(self.hosts.failure_texts()))
+            return
+        if self.hosts.pending():
             return
         self._advance(deployment.id, Event.ROLLBACK_DONE,
                       f"every host is back on {(deployment.previous_version or '?')[:12]}")
 
     def _reconcile_idle(self) -> None:
         """With nothing deploying, restart any host that drifted from its desired version."""
+        observing = self._observing
+        if observing is not None and observing.done():
+            self._observing = None
+            self.hosts.record_probes(observing.result())
+            if self.hosts.failed:
+                log.warning("hosts could not be restored: %s", "; ".join(self.hosts.failure_texts()))
+            self.hosts.clear_failures()  # each idle pass tries the drifted hosts again
+            self.hosts.start(self.hosts.pending())
         now = self.clock()
-        if now - self._last_idle_reconcile < IDLE_RECONCILE_S:
+        if self._observing is not None or now - self._last_idle_reconcile < IDLE_RECONCILE_S:
             return
         self._last_idle_reconcile = now
-        self.hosts.observe_all()
-        failures = self.hosts.converge(list(self._hosts))
-        if failures:
-            log.warning("hosts could not be restored: %s", "; ".join(failures))
+        hosts = dict(self._hosts)
+        self._observing = self._probes.submit(self._probe_all, hosts)
+
+    def _probe_all(self, hosts: dict[str, Any]) -> dict[str, HostStatus]:
+        """Probe every host, `controller.probe_workers` at a time (runs beside the tick)."""
+        width = max(1, min(self.settings.controller.probe_workers, len(hosts)))
+        with ThreadPoolExecutor(max_workers=width, thread_name_prefix="probe") as pool:
+            names = list(hosts)
+            return dict(zip(names, pool.map(lambda n: self.fleet.probe(hosts[n]), names)))
 
     # --- transitions and effects ----------------------------------------------------------------
 
@@ -450,33 +517,44 @@ class Controller:
         with store.session_scope(self.engine) as session:
             deployment = store.get_deployment(session, deployment_id=deployment_id)
             targets = deployment.host_order[: deployment.wave_plan[wave]]
+            rows = store.host_states_named(session, names=targets + list(deployment.baseline_hosts))
             for name in targets:
-                state = store.host_state(session, name=name)
-                state.desired_version, state.desired_artifact = deployment.version, deployment.artifact
-                state.role = HostRole.CANARY if name in deployment.canary_hosts else HostRole.WAVE
-                state.deployment_id = deployment_id
+                state = rows[name]
+                _set_if_changed(state, desired_version=deployment.version, desired_artifact=deployment.artifact,
+                                role=HostRole.CANARY if name in deployment.canary_hosts else HostRole.WAVE,
+                                deployment_id=deployment_id)
                 session.add(state)
             if wave < deployment.waves - 1:
                 for name in deployment.baseline_hosts:
-                    state = store.host_state(session, name=name)
+                    state = rows[name]
+                    if state.restart_generation > state.restarted_generation and \
+                            state.desired_version == deployment.previous_version:
+                        continue  # replayed after a crash: the restart is already asked for
                     state.desired_version = deployment.previous_version
                     state.desired_artifact = deployment.previous_artifact
                     state.restart_generation = state.restarted_generation + 1
                     state.role, state.deployment_id = HostRole.BASELINE, deployment_id
                     session.add(state)
             store.start_stage(session, deployment_id=deployment_id, name=f"wave-{wave}",
-                              detail=f"{len(targets)} host(s): {', '.join(targets)}")
+                              detail=f"{len(targets)} host(s): {_names(targets)}")
+        self._after_targets_changed()
+
+    def _after_targets_changed(self) -> None:
+        """Desired versions changed: re-read the book (one query) and forget the last wave's failures."""
+        self.hosts.load()
+        self.hosts.clear_failures()
+        self._planned = None
 
     def _set_rollback_targets(self, deployment_id: int) -> None:
         with store.session_scope(self.engine) as session:
             deployment = store.get_deployment(session, deployment_id=deployment_id)
             for state in store.host_states(session):
                 if state.deployment_id == deployment_id or state.desired_version == deployment.version:
-                    state.desired_version = deployment.previous_version
-                    state.desired_artifact = deployment.previous_artifact
-                    state.role = HostRole.IDLE
-                    state.restart_generation = state.restarted_generation
+                    _set_if_changed(state, desired_version=deployment.previous_version,
+                                    desired_artifact=deployment.previous_artifact, role=HostRole.IDLE,
+                                    restart_generation=state.restarted_generation)
                     session.add(state)
+        self._after_targets_changed()
 
     def _bake_seconds(self, wave: int) -> float:
         return self.settings.rollout.canary_bake if wave == 0 else self.settings.rollout.wave_bake
@@ -484,15 +562,19 @@ class Controller:
     def _start_bake(self, deployment_id: int, wave: int) -> None:
         with store.session_scope(self.engine) as session:
             deployment = store.get_deployment(session, deployment_id=deployment_id)
-            # Judge the hosts this wave added against the baseline restarted beside them.
-            new_hosts = self._wave_hosts(deployment, wave)
-            baseline = list(deployment.baseline_hosts)
+            # Judge the hosts this wave added against the baseline restarted beside them; a wave of
+            # thousands is judged on a seeded sample (analysis.max_hosts), not by scraping them all.
+            # Kayenta's fairness rule: as many canary hosts as baseline hosts, so each role's sums
+            # weigh the same traffic (20 new hosts against 1 baseline host fails healthy releases).
+            sample = random.Random(deployment_id * 1000 + wave)
+            baseline = _at_most(list(deployment.baseline_hosts), self.settings.analysis.max_hosts, sample)
+            new_hosts = _at_most(self._wave_hosts(deployment, wave), len(baseline), sample)
             # A rollback's explicit fast path skips the bake (and so the analysis) on every wave.
             seconds = 0.0 if deployment.skip_analysis else self._bake_seconds(wave)
             deployment.bake_started_at = utcnow()
             session.add(deployment)
             store.start_stage(session, deployment_id=deployment_id, name=f"bake-{wave}",
-                              detail=f"{seconds:g}s: {', '.join(new_hosts)} against {', '.join(baseline)}")
+                              detail=f"{seconds:g}s: {_names(new_hosts)} against {_names(baseline)}")
         window = None
         if seconds > 0:
             # Addresses as the fleet has them now: a container host moves to a new port per version.
@@ -611,13 +693,34 @@ class Controller:
 
     def _start_next_release(self) -> None:
         with store.session_scope(self.engine) as session:
-            if store.active_deployment(session) is not None or store.get_lock(session) is not None:
+            if store.active_deployment_stamp(session) is not None or store.get_lock(session) is not None:
                 return
             # Even while the deploy window is closed the next release is planned and queued (newer
             # commits may supersede it); it starts when the window opens.
             self._window_closed(session)
             releases.start_next(session, settings=self.settings, host_names=list(self._hosts),
                                 now=self.wall_clock())
+
+def _set_if_changed(row: Any, **values: Any) -> None:
+    """Assign only what differs, so an unchanged host costs no UPDATE."""
+    for name, value in values.items():
+        if getattr(row, name) != value:
+            setattr(row, name, value)
+
+
+def _at_most(names: list[str], count: int, rng: random.Random) -> list[str]:
+    """`names` itself when short enough, else a random sample of `count` of them in their rollout order."""
+    if len(names) <= count:
+        return names
+    chosen = set(rng.sample(names, count))
+    return [n for n in names if n in chosen]
+
+
+def _names(names: list[str], shown: int = 20) -> str:
+    """A readable list that stays short for a wave of thousands."""
+    text = ", ".join(names[:shown])
+    return text + (f" and {len(names) - shown} more" if len(names) > shown else "")
+
 
 def _last_lines(text: str, count: int) -> str:
     return "\n".join(text.strip().splitlines()[-count:])

@@ -50,7 +50,7 @@ class Budget:
             raise ValueError("max_unavailable and max_surge cannot both be 0: no host could ever be replaced")
 
 
-def _count(value: int | float | str, fleet_size: int, *, round_up: bool, field: str) -> int:
+def resolve_count(value: int | float | str, fleet_size: int, *, round_up: bool, field: str) -> int:
     """'25%' -> a share of the fleet (rounded as Kubernetes does), 3 -> 3."""
     if isinstance(value, bool):
         raise ValueError(f"{field}: {value!r} is not a count or a share; use e.g. 2 or \"10%\"")
@@ -82,9 +82,9 @@ def resolve_budget(fleet_size: int, *, max_unavailable: int | str, max_surge: in
     """Turn configured counts or shares into a Budget for a fleet of `fleet_size` hosts."""
     if fleet_size < 1:
         raise ValueError("a fleet needs at least one host")
-    unavailable = _count(max_unavailable, fleet_size, round_up=False, field="max_unavailable")
-    surge = _count(max_surge, fleet_size, round_up=True, field="max_surge")
-    floor = _count(min_healthy, fleet_size, round_up=True, field="min_healthy")
+    unavailable = resolve_count(max_unavailable, fleet_size, round_up=False, field="max_unavailable")
+    surge = resolve_count(max_surge, fleet_size, round_up=True, field="max_surge")
+    floor = resolve_count(min_healthy, fleet_size, round_up=True, field="min_healthy")
     if unavailable == 0 and surge == 0:
         # A share that rounds down to nothing on a small fleet still lets one host through,
         # as long as the floor allows it: a rollout that can never start is worse.

@@ -9,9 +9,10 @@ from pathlib import Path
 from sqlalchemy.engine import Engine
 
 from deployer import store
-from deployer.analysis import window_factory
+from deployer.analysis import WindowFactory, window_factory
 from deployer.controller import Controller
-from deployer.fleet import RoutedFleet, build_builder, build_fleet
+from deployer.fleet import RoutedFleet, SimFleet, build_builder, build_fleet
+from deployer.fleet.sim.metrics import SimMetrics, sim_window_factory
 from deployer.fleet.base import Builder
 from deployer.queue import InProcessQueue, RqQueue, TaskQueue
 from deployer.settings import Settings
@@ -64,9 +65,16 @@ def build_controller(runtime: Runtime) -> Controller:
     settings = runtime.settings
     assert settings.canary_config is not None
     analysis = settings.analysis
-    windows = window_factory(config=settings.canary_config, source=analysis.source, interval_s=analysis.interval,
-                             warmup_s=settings.rollout.warmup, scrape_timeout_s=analysis.scrape_timeout,
-                             prometheus_url=analysis.prometheus_url, wall_clock=time.time)
+    windows: WindowFactory
+    if isinstance(runtime.fleet, SimFleet):
+        # Simulated hosts have simulated metrics; the judge is the real one.
+        windows = sim_window_factory(config=settings.canary_config, metrics=SimMetrics(runtime.fleet.runtime),
+                                     interval_s=analysis.interval, warmup_s=settings.rollout.warmup)
+    else:
+        windows = window_factory(config=settings.canary_config, source=analysis.source,
+                                 interval_s=analysis.interval, warmup_s=settings.rollout.warmup,
+                                 scrape_timeout_s=analysis.scrape_timeout, prometheus_url=analysis.prometheus_url,
+                                 wall_clock=time.time)
     Path(settings.workdir_path).mkdir(parents=True, exist_ok=True)
     return Controller(settings=settings, engine=runtime.engine, source=runtime.source, builder=runtime.builder,
                       fleet=runtime.fleet, queue=runtime.queue, windows=windows)

@@ -10,6 +10,7 @@ Environment variables win over the file: `DEPLOYER__ROLLOUT__CANARY_BAKE=10s` se
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 from pathlib import Path
@@ -26,7 +27,11 @@ from pydantic_settings.sources.utils import parse_env_vars
 from canary.config import CanaryConfig, load_canary_config
 from canary.exceptions import CanaryConfigError
 from deployer.exceptions import ConfigError
+from deployer.rollout_budget import Budget, resolve_budget, resolve_count
 from deployer.windows import Blackout, parse_blackout
+
+log = logging.getLogger(__name__)
+DEFAULT_MAX_UNAVAILABLE = 2
 
 ENV_PREFIX = "DEPLOYER__"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -108,7 +113,8 @@ class _FleetCommon(_Section):
     start_timeout: Duration = 30.0
     drain_timeout: Duration = 10.0
     stop_timeout: Duration = 10.0
-    max_parallel: int = Field(2, ge=1, le=50)
+    # Deprecated: read as rollout.max_unavailable (a warning says so); kept so old configs still load.
+    max_parallel: int | None = Field(None, ge=1, le=50)
 
     @model_validator(mode="after")
     def _loopback_only(self) -> _FleetCommon:
@@ -153,7 +159,31 @@ class DockerFleetSettings(_FleetCommon):
         return str(value).strip().lower()
 
 
-FleetSettings = Annotated[LocalFleetSettings | DockerFleetSettings, Field(discriminator="backend")]
+class SimFleetSettings(_FleetCommon):
+    """A SIMULATED fleet (deployer.fleet.sim): hosts in memory, for scale benchmarks and wave-planning tests.
+
+    Nothing is started: host starts take a time drawn from a log-normal distribution
+    (median and 95th percentile below) and fail with `failure_rate`. Never a real backend.
+    """
+
+    backend: Literal["sim"]
+    hosts: int = Field(100, ge=2, le=100_000)
+    start_median: Duration = 1.7
+    start_p95: Duration = 3.0
+    failure_rate: float = Field(0.0, ge=0.0, le=1.0)
+    drain: Duration = 0.2
+    seed: int = 1
+
+    @model_validator(mode="after")
+    def _p95_not_below_median(self) -> SimFleetSettings:
+        if self.start_p95 < self.start_median:
+            raise ValueError(f"start_p95: {self.start_p95:g}s is below start_median ({self.start_median:g}s); "
+                             "use e.g. \"3s\"")
+        return self
+
+
+FleetSettings = Annotated[LocalFleetSettings | DockerFleetSettings | SimFleetSettings,
+                          Field(discriminator="backend")]
 
 
 class BuiltinRouterSettings(_Section):
@@ -185,8 +215,30 @@ class HaproxyRouterSettings(_Section):
 RouterSettings = Annotated[BuiltinRouterSettings | HaproxyRouterSettings, Field(discriminator="kind")]
 
 
+def _count_or_share(value: Any) -> int | str:
+    """2, "2" or "25%" (a share of the fleet), checked the way rollout_budget resolves it."""
+    if isinstance(value, bool):
+        raise ValueError(f"{value!r} is not a count or a share; use e.g. 2 or \"25%\"")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    try:
+        resolve_count(value, 100, round_up=False, field="value")
+    except ValueError as exc:
+        raise ValueError(str(exc).removeprefix("value: ")) from None
+    return value if isinstance(value, int) else str(value).strip()
+
+
+CountOrShare = Annotated[int | str, BeforeValidator(_count_or_share)]
+
+
 class RolloutSettings(_Section):
     canary_hosts: int = Field(1, ge=1)
+    # The capacity budget of every wave (Kubernetes' rolling-update vocabulary): hosts out of
+    # service at once, extra instances beside the fleet (backends that start the new version
+    # beside the old), and a floor of serving hosts no batch may cross. Counts or shares.
+    max_unavailable: CountOrShare | None = None
+    max_surge: CountOrShare = 0
+    min_healthy: CountOrShare = 0
     waves: list[Percent] = Field(default_factory=lambda: [25.0, 100.0])
     canary_bake: Duration = 60.0
     wave_bake: Duration = 30.0
@@ -248,6 +300,9 @@ class AnalysisSettings(_Section):
 
     source: Literal["scrape", "prometheus"] = "scrape"
     interval: Duration = 2.0
+    # Hosts judged per role: a wave of thousands is judged on a seeded random sample of its new
+    # hosts as large as the baseline (at most this many), never by scraping every host every interval.
+    max_hosts: int = Field(20, ge=1, le=10_000)
     prometheus_url: str = "http://127.0.0.1:9090"
     scrape_timeout: Duration = 1.0
     canary: dict[str, Any] | None = Field(None, description="canary judge config (Kayenta vocabulary)")
@@ -279,6 +334,10 @@ class ApiSettings(_Section):
 
 class ControllerSettings(_Section):
     tick: Duration = 0.25
+    # Host replacements run on this many threads beside the tick (which never waits for them);
+    # it also bounds a rollback's parallelism. Probes of the whole fleet use probe_workers.
+    host_workers: int = Field(32, ge=1, le=2000)
+    probe_workers: int = Field(16, ge=1, le=512)
     # A standby tries to take the leadership this often: it bounds the takeover time after a leader dies.
     leader_poll: Duration = 1.0
     # How often the leader checks it still holds the leadership and records a heartbeat.
@@ -406,6 +465,37 @@ class Settings(BaseSettings):
                 if isinstance(value, dict) and tag not in value:
                     data = {**data, section: {**value, tag: default}}
         return data
+
+    @model_validator(mode="after")
+    def _budget_fits_the_fleet(self) -> Settings:
+        if self.fleet.max_parallel is not None and self.rollout.max_unavailable is not None:
+            raise ValueError("fleet.max_parallel: is deprecated and rollout.max_unavailable is set too; "
+                             "remove fleet.max_parallel")
+        try:
+            self.rollout_budget(self.fleet.hosts)
+        except ValueError as exc:
+            raise ValueError(f"rollout.{exc}") from None
+        return self
+
+    @property
+    def max_unavailable(self) -> int | str:
+        """rollout.max_unavailable, or the deprecated fleet.max_parallel, or 2 (the old default)."""
+        if self.rollout.max_unavailable is not None:
+            return self.rollout.max_unavailable
+        return self.fleet.max_parallel if self.fleet.max_parallel is not None else DEFAULT_MAX_UNAVAILABLE
+
+    @property
+    def deprecations(self) -> list[str]:
+        """Settings that still work but should be changed, with the change to make."""
+        if self.fleet.max_parallel is not None:
+            return [f"fleet.max_parallel: is deprecated; use rollout.max_unavailable: {self.fleet.max_parallel} "
+                    "(a count or a share such as \"25%\")"]
+        return []
+
+    def rollout_budget(self, fleet_size: int) -> Budget:
+        """The wave budget resolved for a fleet of `fleet_size` hosts."""
+        return resolve_budget(fleet_size, max_unavailable=self.max_unavailable, max_surge=self.rollout.max_surge,
+                              min_healthy=self.rollout.min_healthy)
 
     def path(self, value: str) -> Path:
         """Resolve a path from the config relative to the config file's folder."""
@@ -615,4 +705,6 @@ def load_settings(path: str | Path | None = None, *, environ: dict[str, str] | N
         canary = load_canary_config(settings.analysis.canary, where="analysis.canary")
     except CanaryConfigError as exc:
         raise ConfigError([str(exc)], source=source) from None
+    for message in settings.deprecations:
+        log.warning("%s: %s", source, message)
     return settings.model_copy(update={"canary_config": canary})

@@ -146,6 +146,14 @@ def active_deployment(session: Session) -> Deployment | None:
     return session.exec(query).first()
 
 
+def active_deployment_stamp(session: Session) -> tuple[int, Any] | None:
+    """(id, updated_at) of the deployment in progress: a cheap look that skips its host lists."""
+    query = (select(Deployment.id, Deployment.updated_at).where(col(Deployment.status).in_(ACTIVE_STATUSES))
+             .order_by(col(Deployment.id)).limit(1))
+    row = session.exec(query).first()
+    return (row[0], row[1]) if row is not None else None
+
+
 def get_deployment(session: Session, *, deployment_id: int) -> Deployment:
     """A deployment by id, or NotFound."""
     deployment = session.get(Deployment, deployment_id)
@@ -282,6 +290,22 @@ def host_state(session: Session, *, name: str) -> HostState:
         session.add(state)
         session.flush()
     return state
+
+
+def host_states_named(session: Session, *, names: Sequence[str], chunk: int = 500) -> dict[str, HostState]:
+    """The rows of `names` (missing ones created empty), read in a few IN queries rather than one per host."""
+    found: dict[str, HostState] = {}
+    wanted = list(dict.fromkeys(names))
+    for start in range(0, len(wanted), chunk):
+        part = wanted[start:start + chunk]
+        for state in session.exec(select(HostState).where(col(HostState.name).in_(part))):
+            found[state.name] = state
+    missing = [HostState(name=name) for name in wanted if name not in found]
+    if missing:
+        session.add_all(missing)
+        session.flush()
+        found.update({state.name: state for state in missing})
+    return found
 
 
 # --- commands and locks ---------------------------------------------------------------

@@ -53,7 +53,7 @@ class PipelineWorld:
             "fleet.hosts": hosts,
             "fleet.base_port": base + 1,
             "fleet.balancer_port": base,
-            "fleet.max_parallel": 2,
+            "rollout.max_unavailable": 2,
             "rollout.canary_bake": "6s",
             "rollout.wave_bake": "3s",
             "rollout.warmup": "1s",

@@ -52,7 +52,7 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         # Canary and baseline restart together, so both are equally cold: a short warm-up is fair.
         "rollout.warmup": "1s",
         # The last wave replaces four hosts at once; the other two carry the traffic meanwhile.
-        "fleet.max_parallel": 4,
+        "rollout.max_unavailable": 4,
         # Each step ships as one release (its commits batched), as its culprit search shows: a goal
         # this tight makes the lead-time planner take every ready commit, up to max_batch.
         "pipeline.lead_time_goal": "1m",

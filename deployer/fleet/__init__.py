@@ -20,10 +20,11 @@ from deployer.fleet.local.router import BalancerProcess
 from deployer.fleet.local.runtime import LocalRuntime
 from deployer.fleet.replace import RoutedFleet
 from deployer.pipeline import rollout_order
-from deployer.settings import DockerFleetSettings, HaproxyRouterSettings, Settings
+from deployer.fleet.sim import SimBuilder, SimFleet, build_sim_fleet
+from deployer.settings import DockerFleetSettings, HaproxyRouterSettings, Settings, SimFleetSettings
 from deployer.source import GitSource
 
-__all__ = ["RoutedFleet", "build_builder", "build_fleet"]
+__all__ = ["RoutedFleet", "SimFleet", "build_builder", "build_fleet"]
 
 
 def health_policy(settings: Settings) -> HealthPolicy:
@@ -62,6 +63,12 @@ def build_engines(settings: Settings) -> Engines:
 def build_fleet(settings: Settings) -> RoutedFleet:
     """The fleet backend and router named in the settings, wired together (nothing is started)."""
     fleet = settings.fleet
+    if isinstance(fleet, SimFleetSettings):
+        # A SIMULATOR in real time (benchmarks pass their own simulated clock to build_sim_fleet).
+        return build_sim_fleet(hosts=fleet.hosts, start_median_s=fleet.start_median, start_p95_s=fleet.start_p95,
+                               failure_rate=fleet.failure_rate, seed=fleet.seed, drain_s=fleet.drain,
+                               healthy_checks=fleet.healthy_checks, health_interval_s=fleet.health_interval,
+                               start_timeout_s=fleet.start_timeout)
     health = HttpHealth(health_policy(settings))
     app_env = {"SAMPLE_APP_DATABASE_URL": settings.app_database_url}
     runtime: HostRuntime
@@ -80,8 +87,10 @@ def build_fleet(settings: Settings) -> RoutedFleet:
 
 def build_builder(settings: Settings, source: GitSource) -> Builder:
     """The builder that makes artifacts this fleet's runtime can start: release folders, or images from them."""
-    releases = ReleaseBuilder(source=source, releases_dir=settings.workdir_path / "releases")
     fleet = settings.fleet
+    if isinstance(fleet, SimFleetSettings):
+        return SimBuilder()
+    releases = ReleaseBuilder(source=source, releases_dir=settings.workdir_path / "releases")
     if isinstance(fleet, DockerFleetSettings):
         return ImageBuilder(releases=releases, engines=build_engines(settings), repository=fleet.image_repository,
                             dockerfile=fleet.dockerfile, base_image=fleet.base_image, platform=fleet.platform)

@@ -9,6 +9,7 @@ wires them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
@@ -143,6 +144,19 @@ class HostRuntime(Protocol):
 
     def close(self) -> None:
         """Release connections (instances keep running)."""
+        ...
+
+
+@runtime_checkable
+class HealthWait(Protocol):
+    """How a replacement waits for a started instance to prove healthy (HTTP checks, or a simulation)."""
+
+    def wait_healthy(self, instance: Instance, exited: Callable[[Instance], str | None]) -> float:
+        """Return when the first good answer came, once enough passed; raise HostFailed otherwise."""
+        ...
+
+    def close(self) -> None:
+        """Release connections."""
         ...
 
 

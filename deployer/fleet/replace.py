@@ -15,8 +15,7 @@ import threading
 import time
 
 from deployer.exceptions import HostFailed, NotFound
-from deployer.fleet.base import Artifact, DeployResult, Host, HostRuntime, HostStatus, Instance, Router
-from deployer.fleet.health import HttpHealth
+from deployer.fleet.base import Artifact, DeployResult, HealthWait, Host, HostRuntime, HostStatus, Instance, Router
 
 log = logging.getLogger(__name__)
 START_ATTEMPTS = 3
@@ -25,7 +24,7 @@ START_ATTEMPTS = 3
 class RoutedFleet:
     """A Fleet: host slots from a runtime, traffic through a router (or none)."""
 
-    def __init__(self, *, runtime: HostRuntime, router: Router | None, health: HttpHealth) -> None:
+    def __init__(self, *, runtime: HostRuntime, router: Router | None, health: HealthWait) -> None:
         self.runtime = runtime
         self.router = router
         self.health = health
@@ -36,6 +35,11 @@ class RoutedFleet:
     def hosts(self) -> list[Host]:
         """All hosts in a stable order (waves are cut from this order)."""
         return self.runtime.hosts()
+
+    @property
+    def overlap(self) -> bool:
+        """Whether a replacement starts the new instance beside the serving one (it uses surge, not capacity)."""
+        return bool(self.runtime.overlap)
 
     def probe(self, host: Host) -> HostStatus:
         """Ask the host what it runs and whether it is healthy; never raises."""
@@ -90,7 +94,7 @@ class RoutedFleet:
 
 
 def replace_host(
-    runtime: HostRuntime, router: Router | None, health: HttpHealth, host: Host, artifact: Artifact, *, force: bool
+    runtime: HostRuntime, router: Router | None, health: HealthWait, host: Host, artifact: Artifact, *, force: bool
 ) -> DeployResult:
     """Make `host` run `artifact` without failing a request; idempotent unless `force`."""
     # A slot left half-started by a crashed controller is replaced rather than trusted.
@@ -114,7 +118,7 @@ def replace_host(
 
 
 def _drain_then_restart(
-    runtime: HostRuntime, router: Router | None, health: HttpHealth, host: Host, artifact: Artifact
+    runtime: HostRuntime, router: Router | None, health: HealthWait, host: Host, artifact: Artifact
 ) -> DeployResult:
     result = DeployResult(host, artifact.version, changed=True)
     began = time.monotonic()
@@ -133,7 +137,7 @@ def _drain_then_restart(
 
 
 def _start_then_switch(
-    runtime: HostRuntime, router: Router | None, health: HttpHealth, host: Host, artifact: Artifact
+    runtime: HostRuntime, router: Router | None, health: HealthWait, host: Host, artifact: Artifact
 ) -> DeployResult:
     result = DeployResult(host, artifact.version, changed=True)
     began = time.monotonic()
@@ -154,7 +158,7 @@ def _start_then_switch(
     return result
 
 
-def _start_healthy(runtime: HostRuntime, health: HttpHealth, host: Host, artifact: Artifact) -> tuple[Instance, float]:
+def _start_healthy(runtime: HostRuntime, health: HealthWait, host: Host, artifact: Artifact) -> tuple[Instance, float]:
     """Start the artifact and wait for its consecutive health checks; clean up after a failure."""
     for attempt in range(1, START_ATTEMPTS + 1):
         instance = runtime.start(host, artifact)
