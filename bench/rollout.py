@@ -1,8 +1,8 @@
 """Roll releases out to N hosts with zero bake time; print one JSON line of figures.
 
     python bench/rollout.py [--backend local|docker] [--router builtin|haproxy] [--hosts 8]
-                            [--releases 3] [--max-unavailable 2] [--max-surge 0] [--engine URL]
-                            [--base-image IMAGE]
+                            [--releases 3] [--max-unavailable 2] [--max-surge 0] [--fork-server on|off]
+                            [--engine URL] [--base-image IMAGE]
 
 Each release goes canary -> waves -> whole fleet with no analysis wait, so the time is
 host replacement (drain, stop, start, health checks) plus the platform's own overhead
@@ -85,7 +85,7 @@ def figures(detail: dict[str, Any]) -> dict[str, float]:
 def backend_overrides(args: argparse.Namespace, hosts_base: int) -> dict[str, Any]:
     """Settings for the chosen fleet backend."""
     if args.backend == "local":
-        return {"fleet.base_port": hosts_base}
+        return {"fleet.base_port": hosts_base, "fleet.fork_server": args.fork_server == "on"}
     platform = f"bench-{uuid.uuid4().hex[:8]}"
     return {"fleet.backend": "docker", "fleet.engines": [args.engine], "fleet.base_image": args.base_image,
             "fleet.platform": platform, "fleet.image_repository": f"{platform}/app", "fleet.base_port": hosts_base,
@@ -101,6 +101,8 @@ def main() -> int:
     parser.add_argument("--max-unavailable", default="2", help="rollout.max_unavailable: a count or a share (\"25%%\")")
     parser.add_argument("--max-surge", default="0", help="rollout.max_surge: a count or a share")
     parser.add_argument("--parallel", dest="max_unavailable", help="deprecated name of --max-unavailable")
+    parser.add_argument("--fork-server", choices=["on", "off"], default="on",
+                        help="local backend: fork hosts from a preloaded interpreter (fleet.fork_server)")
     parser.add_argument("--rate", type=float, default=20.0, help="simulated users' requests per second")
     parser.add_argument("--engine", default=os.environ.get("DEPLOYER_TEST_DOCKER_URL",
                                                            "unix:///var/lib/deployer-test-docker/docker.sock"))
@@ -168,6 +170,7 @@ def main() -> int:
                 haproxy.stop()
     summary = {k: round(median(r[k] for r in results), 3) for k in results[0]}
     print(json.dumps({"benchmark": "rollout", "backend": args.backend, "router": args.router, "hosts": args.hosts,
+                      "fork_server": args.fork_server if args.backend == "local" else None,
                       "waves": waves, "max_unavailable": args.max_unavailable,
                       "max_surge": args.max_surge, "releases": len(results), **summary,
                       "per_host_replacement_s": round((summary["drain_s"] + summary["stop_s"] + summary["start_s"]

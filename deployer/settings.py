@@ -127,6 +127,9 @@ class LocalFleetSettings(_FleetCommon):
     """Sample-app processes on this machine, host-i on base_port + i."""
 
     backend: Literal["local"] = "local"
+    # Hosts forked from a per-release interpreter that imported the app once: restarts cost
+    # a fork and the health checks, not seconds of imports.
+    fork_server: bool = True
 
 
 class DockerFleetSettings(_FleetCommon):

@@ -59,12 +59,13 @@ def local_fleet(
     drain_timeout_s: float = 10.0,
     stop_timeout_s: float = 10.0,
     balancer_health_interval_s: float = 0.5,
+    fork_server: bool = True,
 ) -> RoutedFleet:
     """A local runtime behind the built-in balancer (none without balancer_port), as build_fleet wires it."""
     health = HttpHealth(HealthPolicy(checks=healthy_checks, interval_s=health_interval_s,
                                      start_timeout_s=start_timeout_s))
     runtime = LocalRuntime(state_dir=state_dir, host_count=host_count, base_port=base_port, health=health,
-                           app_env=app_env, stop_timeout_s=stop_timeout_s)
+                           app_env=app_env, stop_timeout_s=stop_timeout_s, fork_server=fork_server)
     router = None
     if balancer_port is not None:
         router = BalancerProcess(state_dir=runtime.state_dir, bind="127.0.0.1", port=balancer_port,

@@ -80,8 +80,8 @@ def build_fleet(settings: Settings) -> RoutedFleet:
         return RoutedFleet(runtime=runtime, router=build_router(settings, runtime.hosts()), health=health)
     runtime = LocalRuntime(state_dir=settings.workdir_path / "fleet", host_count=fleet.hosts,
                            base_port=fleet.base_port, health=health, bind=fleet.bind,
-                           app_env=app_env,
-                           stop_timeout_s=fleet.stop_timeout)
+                           app_env=app_env, stop_timeout_s=fleet.stop_timeout,
+                           fork_server=fleet.fork_server)
     return RoutedFleet(runtime=runtime, router=build_router(settings, runtime.hosts()), health=health)
 
 

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import psutil
 
@@ -38,6 +38,16 @@ class ProcessRef:
     def to_json(self) -> dict[str, float]:
         """Serialise for a state file."""
         return {"pid": self.pid, "start_time": self.start_time}
+
+
+class Child(Protocol):
+    """A process we started and can reap: a Popen, or a host forked by a fork server."""
+
+    pid: int
+
+    def poll(self) -> int | None:
+        """Its exit status once it has exited (reaping it), None while it runs."""
+        ...
 
 
 def _stat(pid: int) -> tuple[str, float] | None:
@@ -83,12 +93,12 @@ def spawn(
     return proc, ProcessRef(proc.pid, start if start is not None else 0.0)
 
 
-def _reap(proc: subprocess.Popen[bytes] | None) -> None:
+def _reap(proc: Child | None) -> None:
     if proc is not None:
         proc.poll()
 
 
-def wait_gone(ref: ProcessRef, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> bool:
+def wait_gone(ref: ProcessRef, timeout: float, proc: Child | None = None) -> bool:
     """Wait until the process has exited; True if it did within timeout."""
     deadline = time.monotonic() + timeout
     while True:
@@ -119,7 +129,7 @@ def _kill_stragglers(ref: ProcessRef) -> None:
 def terminate(
     ref: ProcessRef,
     timeout: float,
-    proc: subprocess.Popen[bytes] | None = None,
+    proc: Child | None = None,
     released: Callable[[], bool] | None = None,
 ) -> str:
     """SIGTERM the process group, wait up to timeout, then SIGKILL it.
@@ -147,7 +157,7 @@ def terminate(
     return "killed"
 
 
-def finish(ref: ProcessRef, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+def finish(ref: ProcessRef, timeout: float, proc: Child | None = None) -> None:
     """Wait for an already signalled process to exit; SIGKILL its group after timeout."""
     if not wait_gone(ref, timeout, proc):
         log.warning("pid %d did not exit within %.1fs of SIGTERM; killing its group", ref.pid, timeout)
@@ -185,14 +195,23 @@ def wait_port_free(host: str, port: int, timeout: float) -> bool:
     return True
 
 
-def find_processes(match: Callable[[list[str]], bool]) -> list[int]:
-    """Pids of live processes whose argv satisfies `match`."""
+def find_processes(match: Callable[[int, list[str]], bool]) -> list[int]:
+    """Pids of live processes whose (pid, argv) satisfies `match`."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         argv = proc.info.get("cmdline") or []
-        if argv and match(argv):
+        if argv and match(proc.pid, argv):
             found.append(proc.pid)
     return found
+
+
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports a process listens on ({} when it is gone or not ours to inspect)."""
+    try:
+        connections = psutil.Process(pid).net_connections(kind="tcp")
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return set()
+    return {c.laddr.port for c in connections if c.status == psutil.CONN_LISTEN and c.laddr}
 
 
 def leads_group(pid: int) -> bool:

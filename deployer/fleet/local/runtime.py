@@ -5,7 +5,10 @@ lives in `state_dir/hosts/<name>/state.json` (pid + start time, version, release
 so a controller restarted after a crash picks the fleet up where it was. What a host
 *runs* is always asked of the host itself (`/version`), never taken from the file.
 A slot has one fixed port, so a replacement stops the old process before starting the
-new one (`overlap = False`); `deployer.fleet.replace` drains it first.
+new one (`overlap = False`); `deployer.fleet.replace` drains it first. With `fork_server`
+the new process is forked from its release's preloaded interpreter (`forkservers`), which
+`check` has ready before the old process is stopped: the slot is down for the fork and
+the health checks, not for the app's imports.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from pathlib import Path
 from deployer.fleet.base import Artifact, Host, HostStatus, Instance
 from deployer.fleet.health import HttpHealth
 from deployer.fleet.local import procs
+from deployer.fleet.local.forkservers import ForkServers
 from deployer.fleet.local.hosts import HostProcesses
 
 log = logging.getLogger(__name__)
@@ -42,18 +46,23 @@ class LocalRuntime:
         python: str = sys.executable,
         app_env: dict[str, str] | None = None,
         stop_timeout_s: float = 10.0,
+        fork_server: bool = False,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.health = health
         self._hosts = [Host(f"host-{i}", f"http://{bind}:{base_port + i}") for i in range(host_count)]
         self._ports = {h.name: base_port + i for i, h in enumerate(self._hosts)}
         self._warn_if_ephemeral(base_port, host_count)
+        # A fork server gets as long to import a release as a host gets to start.
+        self.fork_servers = ForkServers(python=python, log_dir=self.state_dir / "forkservers",
+                                        ready_timeout_s=health.policy.start_timeout_s) if fork_server else None
         self.processes = HostProcesses(
             state_dir=self.state_dir,
             bind=bind,
             python=python,
             app_env=dict(app_env or {}),
             stop_timeout_s=stop_timeout_s,
+            fork_servers=self.fork_servers,
         )
         # Where each start's output begins in the host log, to quote it when the start fails.
         self._log_offsets: dict[str, int] = {}
@@ -67,20 +76,22 @@ class LocalRuntime:
         return self.processes.read_state(host.name).get("status") == "running"
 
     def check(self, host: Host, artifact: Artifact) -> None:
-        """The release directory must exist before anything is stopped."""
-        self.processes.check_release(host.name, artifact)
+        """The release directory must exist before anything is stopped; its fork server gets ready here."""
+        release = self.processes.check_release(host.name, artifact)
+        # The imports happen while the old process still serves (a no-op without fork servers).
+        self.processes.prepare(release)
 
     def start(self, host: Host, artifact: Artifact) -> Instance:
         """Spawn the release on the slot's port (evicting an orphan that holds it)."""
         self.processes.free_port(host.name, self._ports[host.name], artifact.version)
-        proc, offset = self.processes.spawn(host.name, self._ports[host.name], artifact)
+        child, offset = self.processes.spawn(host.name, self._ports[host.name], artifact)
         self._log_offsets[host.name] = offset
-        return Instance(host, artifact.version, host.address, str(proc.pid))
+        return Instance(host, artifact.version, host.address, str(child.pid))
 
     def exited(self, instance: Instance) -> str | None:
         """Why the started process is gone, or None while it runs."""
-        code = self.processes.exit_code(instance.host.name)
-        return None if code is None else f"process exited with status {code} while starting"
+        reason = self.processes.exit_reason(instance.host.name)
+        return None if reason is None else f"{reason} while starting"
 
     def start_failed(self, instance: Instance, reason: str, may_retry: bool) -> str | None:
         """Stop what is left, quote the log; retry when the port was taken under us."""
@@ -127,6 +138,8 @@ class LocalRuntime:
         with ThreadPoolExecutor(max_workers=max(1, len(names))) as pool:
             list(pool.map(self.processes.stop, names))
         self.processes.join_reapers()
+        if self.fork_servers is not None:
+            self.fork_servers.stop_all()
 
     def unknown(self) -> list[str]:
         """Recorded hosts outside host_count whose process still runs (the fleet was shrunk)."""
@@ -134,7 +147,9 @@ class LocalRuntime:
         return [f"{name} (pid {pid})" for name in extra for alive, pid in [self.processes.is_alive(name)] if alive]
 
     def close(self) -> None:
-        """Nothing pooled here: health questions go through the shared HttpHealth."""
+        """Stop the fork servers (the hosts keep running); health questions go through the shared HttpHealth."""
+        if self.fork_servers is not None:
+            self.fork_servers.stop_all()
 
     @staticmethod
     def _warn_if_ephemeral(base_port: int, host_count: int) -> None:
