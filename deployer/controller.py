@@ -62,6 +62,7 @@ from deployer.queue import TaskQueue
 from deployer.reconcile import Reconciler
 from deployer.settings import Settings
 from deployer.source import GitSource
+from deployer.watch import PostDeployWatch
 
 log = logging.getLogger(__name__)
 IDLE_RECONCILE_S = 5.0
@@ -99,6 +100,8 @@ class Controller:
         self._last_poll = float("-inf")
         self._last_idle_reconcile = float("-inf")
         self._rollback_retry_at = 0.0
+        # Post-deploy watch (deployer/watch.py): the live release after it succeeded.
+        self.watch = PostDeployWatch(settings=settings, engine=engine, fleet=fleet, clock=clock)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -111,7 +114,8 @@ class Controller:
 
     def tick(self) -> None:
         """One pass: commands, progress, discovery, next release. Errors are logged, not raised."""
-        for step in (self._handle_commands, self._progress, self._discover, self._start_next_release):
+        for step in (self._handle_commands, self._progress, self.watch.tick, self._discover,
+                     self._start_next_release):
             try:
                 step()
             except Exception:

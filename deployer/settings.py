@@ -198,6 +198,36 @@ class RolloutSettings(_Section):
         return self
 
 
+class WatchThresholds(_Section):
+    """What counts as harm at one sensitivity of the post-deploy watch (see deployer/post_deploy.py)."""
+
+    max_crashes: int = Field(2, ge=1, le=1000)
+    crash_window: Duration = 600.0
+    error_ratio: float = Field(2.0, ge=1.0)
+    error_increase: float = Field(0.02, ge=0.0, le=1.0)
+    latency_ratio: float = Field(1.5, ge=1.0)
+    latency_increase: Duration = 0.05
+    bad_windows: int = Field(2, ge=1, le=100)
+    min_requests: int = Field(20, ge=1)
+
+
+class PostDeploySettings(_Section):
+    """After a release succeeds: watch it strictly for `watch`, then relaxed for as long as it is live."""
+
+    enabled: bool = True
+    watch: Duration = 600.0
+    interval: Duration = 5.0
+    strict: WatchThresholds = WatchThresholds()
+    relaxed: WatchThresholds = WatchThresholds(max_crashes=3, error_ratio=4.0, error_increase=0.1, latency_ratio=3.0,
+                                               latency_increase=0.2, bad_windows=3, min_requests=50)
+
+    @model_validator(mode="after")
+    def _interval_positive(self) -> PostDeploySettings:
+        if self.interval <= 0:
+            raise ValueError(f"interval: {self.interval:g}s must be positive; use e.g. \"5s\"")
+        return self
+
+
 class AnalysisSettings(_Section):
     model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
 
@@ -338,6 +368,7 @@ class Settings(BaseSettings):
     fleet: FleetSettings = LocalFleetSettings()
     router: RouterSettings = BuiltinRouterSettings()
     rollout: RolloutSettings = RolloutSettings()
+    post_deploy: PostDeploySettings = PostDeploySettings()
     analysis: AnalysisSettings = AnalysisSettings()
     queue: QueueSettings = QueueSettings()
     api: ApiSettings = ApiSettings()
