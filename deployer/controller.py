@@ -62,6 +62,7 @@ from deployer.queue import TaskQueue
 from deployer.reconcile import Reconciler
 from deployer.settings import Settings
 from deployer.source import GitSource
+from deployer.scrape_targets import TargetPublisher
 from deployer.watch import PostDeployWatch
 
 log = logging.getLogger(__name__)
@@ -102,6 +103,8 @@ class Controller:
         self._rollback_retry_at = 0.0
         # Post-deploy watch (deployer/watch.py): the live release after it succeeded.
         self.watch = PostDeployWatch(settings=settings, engine=engine, fleet=fleet, clock=clock)
+        # Prometheus file_sd targets (deployer/scrape_targets.py), rewritten when hosts change.
+        self.targets = TargetPublisher(settings=settings, engine=engine, fleet=fleet)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -114,7 +117,7 @@ class Controller:
 
     def tick(self) -> None:
         """One pass: commands, progress, discovery, next release. Errors are logged, not raised."""
-        for step in (self._handle_commands, self._progress, self.watch.tick, self._discover,
+        for step in (self._handle_commands, self._progress, self.watch.tick, self.targets.tick, self._discover,
                      self._start_next_release):
             try:
                 step()

@@ -234,6 +234,9 @@ class AnalysisSettings(_Section):
     source: Literal["scrape", "prometheus"] = "scrape"
     interval: Duration = 2.0
     prometheus_url: str = "http://127.0.0.1:9090"
+    # Prometheus file-based service discovery: the fleet's hosts with host, role and version
+    # labels, rewritten whenever they change (relative to workdir; "" turns it off).
+    file_sd: str = "prometheus/targets.json"
     scrape_timeout: Duration = 1.0
     canary: dict[str, Any] | None = Field(None, description="canary judge config (Kayenta vocabulary)")
 
