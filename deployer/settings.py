@@ -217,6 +217,9 @@ class PostDeploySettings(_Section):
     enabled: bool = True
     watch: Duration = 600.0
     interval: Duration = 5.0
+    # Fresh processes are slower than warm ones: figures of the first seconds after success are
+    # left out (crashes still count).
+    warmup: Duration = 30.0
     strict: WatchThresholds = WatchThresholds()
     relaxed: WatchThresholds = WatchThresholds(max_crashes=3, error_ratio=4.0, error_increase=0.1, latency_ratio=3.0,
                                                latency_increase=0.2, bad_windows=3, min_requests=50)

@@ -3,7 +3,8 @@
 While no deployment is in flight the controller calls `tick()`; once per interval it
 scrapes every host's /metrics, notices crashes (a host down that the fleet says is not
 running, or a process start time that changed without the platform restarting it), turns
-the counters into one fleet-wide window, records the live version's typical figures (the
+the counters into one fleet-wide window (none in the warm-up after the release
+succeeded: fresh processes are slower than warm ones), records the live version's typical figures (the
 yardstick for the next release), and acts on the decision.
 
 A rollback is a new `rollback` release to the previous good one, on the fast path (no
@@ -94,10 +95,15 @@ class PostDeployWatch:
             return
         now = self.clock()
         with store.session_scope(self.engine) as session:
-            if store.active_deployment(session) is not None:
-                # A deployment moves hosts on purpose: start afresh on whatever it leaves live.
-                self._live = None
-                return
+            deploying = store.active_deployment(session) is not None
+        if deploying:
+            # A deployment moves hosts on purpose: keep what the leaving release showed (the
+            # next one's yardstick), then start afresh on whatever the deployment leaves live.
+            if self._live is not None and self._live.unsaved:
+                self._save_figures(self._live)
+            self._live = None
+            return
+        with store.session_scope(self.engine) as session:
             release = store.last_good_release(session)
             if release is None or release.id is None:
                 return
@@ -111,12 +117,13 @@ class PostDeployWatch:
         live = self._live
         assert live is not None
         window = self._measure(live, now)
-        if window is not None:
+        since_success = max(0.0, self.wall() - live.succeeded_wall)
+        if window is not None and since_success >= self.settings.post_deploy.warmup:
             live.windows = (live.windows + [window])[-KEEP_WINDOWS:]
             live.unsaved += 1
         with store.session_scope(self.engine) as session:
             previous = self._previous_figures(session, live)
-        decision = decide(policy=self.policy, since_success_s=max(0.0, self.wall() - live.succeeded_wall), now=now,
+        decision = decide(policy=self.policy, since_success_s=since_success, now=now,
                           crashes=live.crashes, windows=live.windows, previous=previous)
         if decision.rollback:
             self._act(live, decision)
