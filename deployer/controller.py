@@ -60,6 +60,7 @@ from deployer.pipeline import (
 )
 from deployer.queue import TaskQueue
 from deployer.reconcile import Reconciler
+from deployer.rotation import restore_rotation
 from deployer.settings import Settings
 from deployer.source import GitSource
 from deployer.scrape_targets import TargetPublisher
@@ -135,6 +136,8 @@ class Controller:
         if not bootstrapped:
             self._bootstrap()
         self.hosts.observe_all()
+        # A host drained by a controller killed mid-replacement goes back in rotation (deployer/rotation.py).
+        restore_rotation(engine=self.engine, fleet=self.fleet)
         with store.session_scope(self.engine) as session:
             deployment = store.active_deployment(session)
             if deployment is None:

@@ -1,6 +1,6 @@
 """Faults at seeded random instants on one real local fleet under traffic; invariants checked after each.
 
-One fleet of two hosts, a controller process, light user traffic through the balancer and
+One fleet of three hosts, a controller process, light user traffic through the balancer and
 short releases (a 3 s canary bake) serve every trial, in order. After each trial the
 pipeline must settle by itself and `invariants.check` must find nothing: every host on a
 version the database knows, no deployment left without a controller, every status change
@@ -42,7 +42,10 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineWorld]:
     if os.geteuid() != 0:
         pytest.fail("the chaos suite mounts a small tmpfs for the disk-full trial: run it as root")
     root = tmp_path_factory.mktemp("chaos")
-    world = PipelineWorld(root, hosts=2, overrides={
+    # Three hosts, not two: with two, the canary and its baseline are the whole fleet and restart
+    # at the same moment, leaving no host in rotation for seconds (users get 503s); the third
+    # keeps serving, as a real fleet's other hosts do.
+    world = PipelineWorld(root, hosts=3, overrides={
         "rollout.canary_bake": "3s", "rollout.wave_bake": "0s", "rollout.warmup": "0s",
         "analysis.interval": "500ms", "analysis.canary": {"minimumEvidence": {"requests": 10, "intervals": 4}},
         "source.poll_interval": "500ms", "rollout.rollback_retry": "500ms", "rollout.rollback_retry_max": "2s",
@@ -55,7 +58,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineWorld]:
     try:
         world.start_controller()
         world.wait_for_fleet()
-        world.start_traffic(rate=15.0)
+        world.start_traffic(rate=20.0)
         yield world
     finally:
         world.close()
