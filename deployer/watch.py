@@ -236,9 +236,12 @@ def roll_back_release(session: Session, *, settings: Settings, release: Release,
     for sha, status in changes.items():
         by_sha[sha].status = status
         session.add(by_sha[sha])
-    # A status change of the release, so its audit event carries from/to like a transition's.
+    # A status change of the release, so its audit event carries from/to like a transition's; it
+    # names the release's deployment, so the release's own timeline shows it with its evidence.
+    shipped = store.deployment_of(session, release_id=release.id)
     session.add(AuditEvent(
                 kind="post_deploy_rollback", actor=ACTOR, release_id=release.id,
+                deployment_id=shipped.id if shipped is not None else None,
                 from_status=Status.SUCCEEDED.value, to_status=Status.ROLLED_BACK.value,
                 message=f"release {release.id} ({release.sha[:12]}) rolled back after it succeeded "
                         f"({decision.sensitivity.value} watch): {reasons}",

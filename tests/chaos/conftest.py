@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import pytest
 
 SEED = int(os.environ.get("CHAOS_SEED") or random.SystemRandom().randrange(1 << 31))
-KILLS = int(os.environ.get("CHAOS_KILLS") or 4)
+KILLS = int(os.environ.get("CHAOS_KILLS") or 3)
 
 
 @dataclass

@@ -99,6 +99,9 @@ def test_versions_that_go_bad_after_success_are_rolled_back_without_a_human(worl
     first_crash = _wall(event.at) - max(c["seconds_ago"] for c in event.data["crashes"])
     crash_recovery = back - first_crash
     assert world.service.settled([crash])
+    shown = world.deployment_of(crash)  # the release's own page: rolled back, with the evidence
+    assert shown is not None and shown["release"]["status"] == "rolled_back"
+    assert any(e["kind"] == "post_deploy_rollback" and "crash" in e["message"] for e in shown["events"])
     commits = {c.sha: c.status for c in world.service.commits()}
     assert commits[crash] == "bad"  # it was alone in its release: the culprit
     with store.session_scope(world.service.engine) as session:
