@@ -45,9 +45,9 @@ class Thresholds:
     crash_window_s: float = 600.0
     error_ratio: float = 2.0
     error_increase: float = 0.02
-    latency_ratio: float = 1.5
-    latency_increase_s: float = 0.05
-    bad_windows: int = 2
+    latency_ratio: float = 2.0
+    latency_increase_s: float = 0.1
+    bad_windows: int = 3
     min_requests: int = 20
 
     def __post_init__(self) -> None:
@@ -62,7 +62,7 @@ class Policy:
     watch_s: float = 600.0
     strict: Thresholds = Thresholds()
     relaxed: Thresholds = Thresholds(max_crashes=3, crash_window_s=600.0, error_ratio=4.0, error_increase=0.1,
-                                     latency_ratio=3.0, latency_increase_s=0.2, bad_windows=3, min_requests=50)
+                                     latency_ratio=3.0, latency_increase_s=0.25, bad_windows=6, min_requests=50)
 
     def thresholds(self, since_success_s: float) -> tuple[Sensitivity, Thresholds]:
         """The sensitivity in force `since_success_s` after the release succeeded."""

@@ -205,9 +205,9 @@ class WatchThresholds(_Section):
     crash_window: Duration = 600.0
     error_ratio: float = Field(2.0, ge=1.0)
     error_increase: float = Field(0.02, ge=0.0, le=1.0)
-    latency_ratio: float = Field(1.5, ge=1.0)
-    latency_increase: Duration = 0.05
-    bad_windows: int = Field(2, ge=1, le=100)
+    latency_ratio: float = Field(2.0, ge=1.0)
+    latency_increase: Duration = 0.1
+    bad_windows: int = Field(3, ge=1, le=100)
     min_requests: int = Field(20, ge=1)
 
 
@@ -222,7 +222,7 @@ class PostDeploySettings(_Section):
     warmup: Duration = 30.0
     strict: WatchThresholds = WatchThresholds()
     relaxed: WatchThresholds = WatchThresholds(max_crashes=3, error_ratio=4.0, error_increase=0.1, latency_ratio=3.0,
-                                               latency_increase=0.2, bad_windows=3, min_requests=50)
+                                               latency_increase=0.25, bad_windows=6, min_requests=50)
 
     @model_validator(mode="after")
     def _interval_positive(self) -> PostDeploySettings:

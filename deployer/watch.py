@@ -94,6 +94,8 @@ class PostDeployWatch:
         if not self.settings.post_deploy.enabled:
             return
         now = self.clock()
+        if now < self._next_at:
+            return  # the database is read once per interval, not on every controller tick
         with store.session_scope(self.engine) as session:
             deploying = store.active_deployment(session) is not None
         if deploying:
@@ -102,6 +104,7 @@ class PostDeployWatch:
             if self._live is not None and self._live.unsaved:
                 self._save_figures(self._live)
             self._live = None
+            self._next_at = now + self.settings.post_deploy.interval
             return
         with store.session_scope(self.engine) as session:
             release = store.last_good_release(session)
@@ -110,9 +113,6 @@ class PostDeployWatch:
             if self._live is None or self._live.release_id != release.id:
                 finished = release.finished_at or release.created_at
                 self._live = _Live(release.id, release.sha, _epoch(finished))
-                self._next_at = now  # first scrape now: it only sets the starting point
-        if now < self._next_at:
-            return
         self._next_at = now + self.settings.post_deploy.interval
         live = self._live
         assert live is not None
