@@ -24,6 +24,7 @@ from sqlmodel import Session
 
 from canary.verdict import Result
 from deployer import releases, stage_log, store
+from deployer.bake_guard import dead_hosts
 from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
 from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Builder, Fleet
@@ -302,6 +303,12 @@ class Controller:
             return
         now = self.clock()
         if not bake.window.due(now):
+            return
+        # A new-version host that died during its bake fails the wave (deployer/bake_guard.py).
+        dead = dead_hosts(self.fleet, self._wave_hosts(deployment, deployment.wave))
+        if dead:
+            self._advance(deployment.id, Event.HOST_FAILED,
+                          f"wave {deployment.wave}: {', '.join(dead)} stopped during the bake")
             return
         verdict = bake.window.step(now)
         if verdict is None:
