@@ -24,8 +24,8 @@ from sqlmodel import Session
 
 from canary.verdict import Result
 from deployer import releases, stage_log, store
-from deployer.bake_guard import dead_hosts
 from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
+from deployer.bake_guard import dead_hosts
 from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Builder, Fleet
 from deployer.jobs import JobContext, build_job, run_tests_job
@@ -63,8 +63,8 @@ from deployer.queue import TaskQueue
 from deployer.reconcile import Reconciler
 from deployer.rotation import restore_rotation
 from deployer.settings import Settings
-from deployer.source import GitSource
 from deployer.scrape_targets import TargetPublisher
+from deployer.source import GitSource
 from deployer.watch import PostDeployWatch
 
 log = logging.getLogger(__name__)
