@@ -157,9 +157,9 @@ class SuccessRate(_Model):
     """Answers with a status the baseline does not give as often (any non-2xx/3xx), pooled and per route."""
 
     enabled: Annotated[bool, Flag()] = True
-    # Shared by the pooled test and every route's (split evenly, Bonferroni), so the chance of
-    # failing a canary whose answers are as good as the baseline's stays below it with any
-    # number of routes.
+    # Shared by the pooled test (half) and every route's (the other half, split evenly): weighted
+    # Bonferroni, so the chance of failing a canary whose answers are as good as the baseline's
+    # stays below it with any number of routes.
     alpha: Annotated[float, Number(0.0, 0.5, "0.01", lo_open=True)] = 0.01
     unexpected: Annotated[str, Name("unexpected")] = UNEXPECTED
     requests: Annotated[str, Name("requests")] = REQUESTS
@@ -192,6 +192,11 @@ class LatencyTail(_Model):
     # bucket bound up): a good canary sends almost nothing there, so a few percent of requests
     # a second slower stand out even when each route serves a handful per interval. 0: off.
     far_multiple: Annotated[float, Number(0.0, 100.0, "2")] = Field(2.0, alias="farMultiple")
+    # The baseline's quantiles are learned on its first intervals and both sides are tested on the
+    # rest only (a bound learned on the data it tests would be biased). Fewer learning intervals
+    # leave more of a short bake to test; the bound sits on a histogram bucket, so a rough
+    # estimate costs little.
+    learn_intervals: Annotated[int, Count(2, "4")] = Field(4, alias="learnIntervals")
     group: Annotated[str, Name("latency")] = "latency"
 
 

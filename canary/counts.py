@@ -8,15 +8,18 @@ share of "bad" requests higher than the baseline's by more than allowed? Bad is:
   *rate* on the canary counts.
 - **slow requests**: requests slower than the baseline's q-quantile (p95, p99), read from
   the cumulative latency buckets pooled over the bake. The bound is learned from the
-  baseline's first ``minimumEvidence.intervals`` intervals and the test runs on the intervals
+  baseline's first ``latencyTail.learnIntervals`` intervals and the test runs on the intervals
   after them, so the bound never depends on the data it is tested on and the e-process keeps
   its guarantee; a regression that slows 5% of requests by a second is then visible even when
   every interval holds a handful of requests and its p99 is simply its slowest request.
 
-Each test runs pooled and per route (series from ``canary.samples.route_series``). Their
-alphas are split evenly (Bonferroni) over every test of a family, so the chance that any
-route of a good canary fails stays below the family's alpha whatever the number of routes.
-A route with too little traffic for a decision is reported as such.
+Each test runs pooled and per route (series from ``canary.samples.route_series``). A
+family's alpha is split by weighted Bonferroni: half to the pooled tests (what most users
+feel, and where most evidence is), half shared evenly by the routes' tests; the alphas
+still sum to the family's, so the chance that any test of a good canary fails stays below
+it whatever the number of routes, while a regression spread over many routes is not
+diluted into a threshold ten routes high. A route with too little traffic for a decision
+is reported as such.
 """
 
 from __future__ import annotations
@@ -109,6 +112,18 @@ def count_test(name: str, group: str, rule: Rule, what: str, bad: tuple[list[flo
     return row, None if crossed is None else crossed + offset
 
 
+def split_alpha(alpha: float, routes: list[str | None]) -> list[float]:
+    """Each test's alpha (weighted Bonferroni): pooled tests (route None) share half, route tests the other half.
+
+    With only pooled or only route tests, they share all of it. The alphas sum to `alpha`.
+    """
+    pooled = sum(r is None for r in routes)
+    per_route = len(routes) - pooled
+    if pooled == 0 or per_route == 0:
+        return [alpha / len(routes)] * len(routes)
+    return [alpha / 2 / pooled if r is None else alpha / 2 / per_route for r in routes]
+
+
 def routes_of(samples: Samples, series: str) -> list[str]:
     """Return the routes for which samples hold a per-route version of series, sorted."""
     out = set()
@@ -140,8 +155,8 @@ def success_rate(config: CanaryConfig, baseline: Samples, canary: Samples, out: 
                 tests.append((route, bad, req))
     if not tests:
         return
-    alpha = sr.alpha / len(tests)
-    for route, bad, req in tests:
+    alphas = split_alpha(sr.alpha, [route for route, _, _ in tests])
+    for (route, bad, req), alpha in zip(tests, alphas, strict=True):
         name = "unexpected_answers" + (f"@{route}" if route else "")
         row, crossed = count_test(name, "errors", Rule.SUCCESS_RATE, "unexpected (non-2xx/3xx) answers",
                                   (baseline.series[bad], canary.series[bad]),
@@ -184,7 +199,7 @@ def _slow(buckets: dict[float, list[float]], bound: float) -> tuple[list[float],
 def latency_tail(config: CanaryConfig, baseline: Samples, canary: Samples, out: CountOutcome) -> None:
     """Test the share of requests slower than the baseline's p95/p99, pooled and per route."""
     lt = config.latency_tail
-    learn = config.minimum_evidence.intervals
+    learn = lt.learn_intervals
     n = min(len(baseline), len(canary))
     if not lt.enabled or n <= learn:
         return
@@ -214,8 +229,8 @@ def latency_tail(config: CanaryConfig, baseline: Samples, canary: Samples, out: 
                 plans.append((route, -lt.far_multiple, far, b_b, c_b))
     if not plans:
         return
-    alpha = lt.alpha / len(plans)
-    for route, q, bound, b_b, c_b in plans:
+    alphas = split_alpha(lt.alpha, [plan[0] for plan in plans])
+    for (route, q, bound, b_b, c_b), alpha in zip(plans, alphas, strict=True):
         b_slow, b_all = _slow(b_b, bound)
         c_slow, c_all = _slow(c_b, bound)
         top_q = max(lt.quantiles)

@@ -76,6 +76,26 @@ def _failing(rows: list[MetricResult]) -> str:
     return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed or r.critical_failure)
 
 
+def _doubts(rows: list[MetricResult]) -> list[str]:
+    """Pooled count tests whose evidence against the canary got half-way to failing it.
+
+    Half-way on the log scale: e-value >= sqrt(threshold). Such a canary was not shown worse,
+    yet passing it would ignore most of a proof; the bake is extended instead, and the
+    e-process, being cumulative, either crosses or falls back as evidence accumulates. Under
+    a good canary Ville's inequality bounds the chance of this at sqrt(alpha) per test, and
+    it costs only time, never a false fail.
+    """
+    out = []
+    for row in rows:
+        expl = row.explanation
+        threshold = expl.threshold.get("eValue")
+        if row.route is not None or not row.critical or row.critical_failure or not threshold or not expl.e_value:
+            continue
+        if expl.e_value >= math.sqrt(threshold):
+            out.append(f"{row.name} e-value {expl.e_value:.3g} >= sqrt({threshold:.3g})")
+    return out
+
+
 def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bool) -> Verdict:
     """Judge canary against baseline on the intervals collected so far.
 
@@ -161,6 +181,10 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         if score is None:
             return decide(Result.INCONCLUSIVE, "no metric has data to score")
         if score >= config.classifier.pass_score:
+            doubts = _doubts(rows)
+            if doubts:
+                return decide(Result.INCONCLUSIVE, "not shown worse, but not clean either, so not passed: "
+                              + "; ".join(doubts) + "; watch longer")
             return decide(Result.PASS, f"score {score:.1f} >= pass {config.classifier.pass_score:g}")
         return decide(Result.FAIL, f"score {score:.1f} < pass {config.classifier.pass_score:g} "
                       f"({verdict.score_class}): {_failing(rows)}")
@@ -173,7 +197,7 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         return decide(Result.FAIL, f"score {score:.1f} < marginal {config.classifier.marginal_score:g} at "
                       f"{conf:.4%} confidence: {_failing(rows)}", at)
     errors_ok = not config.sequential.enabled or (seq is not None and seq.shown_not_worse)
-    if config.early_pass and not problems and not nodata and all(inside) and errors_ok:
+    if config.early_pass and not problems and not nodata and all(inside) and errors_ok and not _doubts(rows):
         return decide(Result.PASS, f"early pass: every metric shown within its allowance at {conf:.4%} "
                       f"confidence, errors shown not worse", at)
     return decide(Result.CONTINUE, "keep watching: no decisive evidence yet")

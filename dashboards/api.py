@@ -15,8 +15,8 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from dashboards.security import Admin, ReleaseManager, Viewer
-from deployer.model import CommandKind, ReleaseKind, Role
-from deployer.service import DeployService, NewToken, TokenView, UserView
+from deployer.model import CommandKind, ReleaseKind, Role, utcnow
+from deployer.service import BadInput, DeployService, NewToken, TokenView, UserView, parse_until
 from deployer.service import (
     ActionResult,
     CommandAccepted,
@@ -29,6 +29,7 @@ from deployer.service import (
     ReleasePage,
     StatusView,
     WhoAmI,
+    WindowView,
 )
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
@@ -68,6 +69,12 @@ class CommandBody(ReasonBody):
 
 class LockBody(StrictBody):
     reason: str = Field(..., min_length=1, max_length=1000)
+
+
+class FreezeBody(StrictBody):
+    reason: str = Field(..., min_length=1, max_length=1000)
+    until: str | None = Field(None, max_length=64, description="\"4h\", \"2d\" from now, or an ISO 8601 time "
+                                                             "(without a zone: UTC); none: until unfrozen")
 
 
 class RollbackBody(StrictBody):
@@ -197,6 +204,29 @@ def unlock(caller: ReleaseManager, service: ServiceDep,
            reason: Annotated[str, Query(max_length=1000)] = "") -> LockState:
     """Unlock the pipeline."""
     return service.unlock(actor=caller.name, reason=reason)
+
+
+@router.get("/window", responses=ERRORS)
+def window(caller: Viewer, service: ServiceDep) -> WindowView:
+    """May a new release start now? If not, why (freezes, blackouts) and until when."""
+    return service.deploy_window()
+
+
+@router.post("/freeze", responses={**ACTION_ERRORS, 422: {"description": "a bad reason or end"}})
+def freeze(body: FreezeBody, caller: ReleaseManager, service: ServiceDep) -> WindowView:
+    """Freeze deploys: no new release starts, merges to protected branches are refused; commits queue."""
+    try:
+        until = parse_until(body.until, now=utcnow()) if body.until else None
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    return service.freeze(actor=caller.name, reason=body.reason, until=until)
+
+
+@router.delete("/freeze", responses=ACTION_ERRORS)
+def unfreeze(caller: ReleaseManager, service: ServiceDep,
+             reason: Annotated[str, Query(max_length=1000)] = "") -> WindowView:
+    """Lift the freeze (configured blackouts still apply)."""
+    return service.unfreeze(actor=caller.name, reason=reason)
 
 
 @router.post("/releases/{release_id}/rollback", status_code=202, responses=ACTION_ERRORS)

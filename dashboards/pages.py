@@ -21,8 +21,8 @@ from starlette.concurrency import run_in_threadpool
 
 from dashboards import charts
 from dashboards.security import csrf_ok, csrf_token, principal_from, refuse_unless
-from deployer.model import CommandKind, ReleaseKind, Role
-from deployer.service import BadInput, Conflict, DeployService, NotFound, Principal
+from deployer.model import CommandKind, ReleaseKind, Role, utcnow
+from deployer.service import BadInput, Conflict, DeployService, NotFound, Principal, parse_until
 
 HERE = FilePath(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
@@ -217,7 +217,7 @@ def audit(request: Request, user: User, kind: Annotated[str, Query(max_length=10
 
 # --- actions ------------------------------------------------------------------------------------
 
-ACTIONS = {"lock", "unlock", "abort", "pause", "resume", "promote", "rollback", "retry", "mark-bad", "mark-good"}
+ACTIONS = {"lock", "unlock", "freeze", "unfreeze", "abort", "pause", "resume", "promote", "rollback", "retry", "mark-bad", "mark-good"}
 
 
 @router.post("/actions/{action}")
@@ -225,7 +225,7 @@ def act(request: Request, user: User, action: str, csrf_token: Annotated[str, Fo
         reason: Annotated[str, Form(max_length=1000)] = "", next: Annotated[str, Form()] = "/",
         release_id: Annotated[int | None, Form(ge=1, le=2**62)] = None, sha: Annotated[str, Form(max_length=64)] = "",
         deployment_id: Annotated[int | None, Form(ge=1, le=2**62)] = None,
-        fast: Annotated[bool, Form()] = False) -> Response:
+        fast: Annotated[bool, Form()] = False, until: Annotated[str, Form(max_length=64)] = "") -> Response:
     back = safe_next(next)
     if not csrf_ok(request.session, csrf_token):
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
@@ -234,7 +234,7 @@ def act(request: Request, user: User, action: str, csrf_token: Annotated[str, Fo
     try:
         refuse_unless(user, Role.RELEASE_MANAGER)
         text = _do(service_of(request), action, user=user, reason=reason.strip(), release_id=release_id, sha=sha,
-                   deployment_id=deployment_id, fast=fast)
+                   deployment_id=deployment_id, fast=fast, until=until.strip())
         request.session["flash"] = {"error": False, "text": text}
         status = 303
     except HTTPException as exc:
@@ -251,7 +251,7 @@ def act(request: Request, user: User, action: str, csrf_token: Annotated[str, Fo
 
 
 def _do(service: DeployService, action: str, *, user: Principal, reason: str, release_id: int | None, sha: str,
-        deployment_id: int | None, fast: bool) -> str:
+        deployment_id: int | None, fast: bool, until: str = "") -> str:
     if not reason:
         raise BadInput("reason: is empty; say why, e.g. \"incident 42\"")
     if action == "lock":
@@ -260,6 +260,16 @@ def _do(service: DeployService, action: str, *, user: Principal, reason: str, re
     if action == "unlock":
         service.unlock(actor=user.name, reason=reason)
         return "pipeline unlocked"
+    if action == "freeze":
+        try:
+            end = parse_until(until, now=utcnow()) if until else None
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        window = service.freeze(actor=user.name, reason=reason, until=end)
+        return f"deploys frozen: {window.reason}"
+    if action == "unfreeze":
+        window = service.unfreeze(actor=user.name, reason=reason)
+        return "freeze lifted" + ("" if window.open else f"; still closed: {window.reason}")
     if action in ("abort", "pause", "resume", "promote"):
         done = service.command(CommandKind(action), actor=user.name, reason=reason, deployment_id=deployment_id)
         return f"{action} sent to deployment {done.deployment_id}"

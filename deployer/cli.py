@@ -119,6 +119,25 @@ def cmd_lock(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_freeze(args: argparse.Namespace) -> int:
+    """Freeze deploys (commits queue, merges to main are refused) or lift the freeze."""
+    from deployer.model import utcnow
+    from deployer.windows import parse_until
+
+    service = _service(args)
+    if args.command == "freeze":
+        try:
+            until = parse_until(args.until, now=utcnow()) if args.until else None
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+        window = service.freeze(actor=args.actor, reason=args.reason, until=until)
+        print(f"deploys frozen: {window.reason}")
+    else:
+        window = service.unfreeze(actor=args.actor, reason=args.reason or "")
+        print("freeze lifted" + ("; releases may start" if window.open else f"; still closed: {window.reason}"))
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     """Serve the dashboard and the JSON API."""
     import uvicorn
@@ -242,6 +261,17 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--reason", default="")
         p.add_argument("--actor", default=os.environ.get("USER", "operator"))
         p.set_defaults(func=cmd_lock, command=name)
+    p = sub.add_parser("freeze", help="freeze deploys: commits queue and merges to main are refused until it ends")
+    p.add_argument("--reason", required=True, help="why, shown wherever the freeze is (e.g. \"incident 42\")")
+    p.add_argument("--until", default=None,
+                   help="\"4h\", \"2d\" from now, or a time such as 2026-12-24T09:00+01:00 (no zone: UTC); "
+                        "default: until `deployer unfreeze`")
+    p.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    p.set_defaults(func=cmd_freeze, command="freeze")
+    p = sub.add_parser("unfreeze", help="lift the freeze (configured blackouts still apply)")
+    p.add_argument("--reason", default="")
+    p.add_argument("--actor", default=os.environ.get("USER", "operator"))
+    p.set_defaults(func=cmd_freeze, command="unfreeze")
     add_admin_commands(sub, _service)
     add_gate_commands(sub, _service)
     p = sub.add_parser("serve", help="serve the dashboard and JSON API")

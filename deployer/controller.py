@@ -17,20 +17,23 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from canary.verdict import Result
-from deployer import releases, stage_log, store
+from deployer import batching, freezes, releases, stage_log, store
 from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
 from deployer.bake_guard import dead_hosts
+from deployer.checks import CheckService
 from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Builder, Fleet
 from deployer.jobs import JobContext, build_job, run_tests_job
 from deployer.model import (
     COMMAND_EVENTS,
+    CheckState,
     Command,
     CommandKind,
     Commit,
@@ -39,6 +42,7 @@ from deployer.model import (
     HostRole,
     Release,
     ReleaseKind,
+    Stage,
     StageStatus,
     Verdict,
     utcnow,
@@ -69,6 +73,7 @@ from deployer.watch import PostDeployWatch
 
 log = logging.getLogger(__name__)
 IDLE_RECONCILE_S = 5.0
+TESTS_AHEAD_SWEEP_S = 2.0
 
 
 @dataclass
@@ -83,7 +88,8 @@ class Controller:
 
     def __init__(self, *, settings: Settings, engine: Engine, source: GitSource, builder: Builder,
                  fleet: Fleet, queue: TaskQueue, windows: WindowFactory,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 wall_clock: Callable[[], datetime] = utcnow) -> None:
         self.settings = settings
         self.engine = engine
         self.source = source
@@ -92,6 +98,14 @@ class Controller:
         self.queue = queue
         self.windows = windows
         self.clock = clock
+        # Deploy windows are in calendar time (weekends, evenings); the loop's timing is monotonic.
+        self.wall_clock = wall_clock
+        self._blackouts = settings.windows.parsed()
+        self._held: str | None = None  # why new releases are held back, as last audited
+        # Tests that run ahead: the merge gate's `tests` check of each merged commit, on its own
+        # workers (a pool of its own in-process, so builds never queue behind them; rq: the workers).
+        self.checks = CheckService(engine, settings)
+        self._last_tests_sweep = float("-inf")
         self.job_context = JobContext(
             database_url=settings.database_url, repository=settings.repository, branch=settings.source.branch,
             workdir=str(settings.workdir_path), test_command=settings.pipeline.test_command,
@@ -120,7 +134,7 @@ class Controller:
     def tick(self) -> None:
         """One pass: commands, progress, discovery, next release. Errors are logged, not raised."""
         for step in (self._handle_commands, self._progress, self.watch.tick, self.targets.tick, self._discover,
-                     self._start_next_release):
+                     self._tests_ahead, self._start_next_release):
             try:
                 step()
             except Exception:
@@ -236,7 +250,7 @@ class Controller:
         assert deployment.id is not None
         status, phase = deployment.status, deployment.phase
         if status is Status.QUEUED:
-            self._advance(deployment.id, Event.START, f"{len(self._release_commits(deployment))} commit(s)")
+            self._start_queued(deployment)
         elif status is Status.TESTING:
             self._check_stage(deployment, "tests", Event.TESTS_PASSED, Event.TESTS_FAILED)
         elif status is Status.BUILDING:
@@ -247,6 +261,43 @@ class Controller:
             self._analyse(deployment)
         elif status is Status.ROLLING_BACK:
             self._roll_back(deployment)
+
+    def _start_queued(self, deployment: Deployment) -> None:
+        """Start a queued release: at the build when its commits passed their tests ahead, else at the tests.
+
+        A deploy waits while the deploy window is closed (a rollback does not), and is superseded
+        when the planner would now take further commits in its place.
+        """
+        assert deployment.id is not None
+        passed = None
+        with store.session_scope(self.engine) as session:
+            release = store.get_release(session, release_id=deployment.release_id)
+            if release.kind is not ReleaseKind.ROLLBACK:
+                newer = releases.superseded_by(session, release=release, settings=self.settings,
+                                               now=self.wall_clock())
+                if newer is not None and newer.plan is not None:
+                    superseded = f"superseded by a plan up to {newer.plan.sha[:12]}: {newer.reason}"
+                else:
+                    superseded = None
+                if superseded is None and self._window_closed(session) is not None:
+                    return  # held: the window or a freeze says so; newer commits may still supersede it
+            else:
+                superseded = None
+            if superseded is None and self.settings.pipeline.tests_ahead:
+                check = releases.passed_ahead(session, release=release)
+                if check is not None:
+                    session.add(Stage(deployment_id=deployment.id, name="tests", status=StageStatus.PASSED,
+                                      started_at=check.started_at or check.created_at,
+                                      finished_at=check.finished_at or utcnow(),
+                                      detail=f"passed ahead of the release: {check.detail}", log=check.log))
+                    passed = check.detail
+            count = len(release.commit_shas)
+        if superseded is not None:
+            self._advance(deployment.id, Event.SUPERSEDE, superseded)
+        elif passed is not None:
+            self._advance(deployment.id, Event.START_TESTED, f"{count} commit(s), tests passed ahead: {passed}")
+        else:
+            self._advance(deployment.id, Event.START, f"{count} commit(s)")
 
     def _release_commits(self, deployment: Deployment) -> list[str]:
         with store.session_scope(self.engine) as session:
@@ -498,12 +549,91 @@ class Controller:
             for c in found:
                 store.audit(session, kind="commit_discovered", message=f"{c.sha[:12]} {c.title} ({c.author})",
                             data={"sha": c.sha})
+        if self.settings.pipeline.tests_ahead:
+            self._request_tests([c.sha for c in found])
+
+    # --- tests that run ahead ----------------------------------------------------------------
+
+    def _request_tests(self, shas: list[str]) -> None:
+        branch = self.settings.source.branch
+        for sha in shas:
+            self.checks.request(sha, ref=f"refs/heads/{branch}", actor="controller", target_branch=branch,
+                                names=["tests"])
+
+    def _tests_ahead(self) -> None:
+        """Mark a commit whose tests failed bad at once; ask again for tests that were never asked for."""
+        if not self.settings.pipeline.tests_ahead:
+            return
+        with store.session_scope(self.engine) as session:
+            commits = store.branch_commits(session)
+            pending = [c for c in commits if c.status is CommitStatus.PENDING]
+            if not pending:
+                return
+            active = store.active_deployment(session)
+            in_flight = set(store.get_release(session, release_id=active.release_id).commit_shas) if active else set()
+            results = releases.test_results(session, shas=[c.sha for c in pending])
+            rows = [batching.CommitRow(c.sha, c.status) for c in commits]
+            by_sha = {c.sha: c for c in commits}
+            for commit in pending:
+                check = results.get(commit.sha)
+                if check is None or check.state is not CheckState.FAILURE or commit.sha in in_flight:
+                    continue
+                if by_sha[commit.sha].status is not CommitStatus.PENDING:
+                    continue  # blocked by an older culprit marked in this pass: its failure is that one's
+                changes = batching.mark_bad(rows, commit.sha)
+                for sha, new_status in changes.items():
+                    by_sha[sha].status = new_status
+                    session.add(by_sha[sha])
+                rows = [batching.CommitRow(c.sha, c.status) for c in commits]
+                store.audit(session, kind="commit_tests_failed", actor="controller",
+                            message=f"commit {commit.sha[:12]} failed its tests ahead of release and never ships; "
+                                    f"{len(changes) - 1} commit(s) after it wait for a fix or a revert: "
+                                    f"{check.detail[:300]}",
+                            data={"sha": commit.sha, "check": check.id,
+                                  "commits": {k: v.value for k, v in changes.items()}})
+            now = self.clock()
+            missing = []
+            if now - self._last_tests_sweep >= TESTS_AHEAD_SWEEP_S:
+                self._last_tests_sweep = now
+                # Commits discovered before a restart, or whose request was lost, get theirs now.
+                missing = [c.sha for c in pending if c.sha not in results
+                           or results[c.sha].state is CheckState.QUEUED]
+                # A run whose worker died with it (an in-process pool after a crash) would hold its
+                # commit forever: past the test timeout it is the platform's error, and the release
+                # runs the tests itself.
+                limit = self.settings.pipeline.test_timeout + 60.0
+                for check in results.values():
+                    started = freezes.aware(check.started_at)
+                    if check.state is CheckState.RUNNING and started is not None and \
+                            (self.wall_clock() - started).total_seconds() > limit:
+                        check.state, check.finished_at = CheckState.ERROR, utcnow()
+                        check.detail = f"abandoned: no result {limit:.0f}s after it started"
+                        session.add(check)
+        if missing:
+            self._request_tests(missing)
+
+    def _window_closed(self, session: Session) -> str | None:
+        """Why no new release may start now (a freeze or a blackout), or None; audits each change."""
+        gate = freezes.window_gate(session, blackouts=self._blackouts, now=self.wall_clock())
+        held = None if gate.open else gate.reason
+        if held != self._held:
+            if held is not None:
+                store.audit(session, kind="deploys_held", message=f"new releases held back: {held}",
+                            data={"reason": held, "until": gate.until.isoformat() if gate.until else None})
+            elif self._held is not None:
+                store.audit(session, kind="deploys_resumed", message="deploy window open again: new releases start")
+            self._held = held
+        return held
 
     def _start_next_release(self) -> None:
         with store.session_scope(self.engine) as session:
             if store.active_deployment(session) is not None or store.get_lock(session) is not None:
                 return
-            releases.start_next(session, settings=self.settings, host_names=list(self._hosts))
+            # Even while the deploy window is closed the next release is planned and queued (newer
+            # commits may supersede it); it starts when the window opens.
+            self._window_closed(session)
+            releases.start_next(session, settings=self.settings, host_names=list(self._hosts),
+                                now=self.wall_clock())
 
 def _last_lines(text: str, count: int) -> str:
     return "\n".join(text.strip().splitlines()[-count:])

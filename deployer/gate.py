@@ -21,6 +21,7 @@ class Refusal(str, Enum):
     """Why a merge is refused; the value is stable for hooks and reports."""
 
     LOCKED = "locked"
+    FROZEN = "frozen"
     KNOWN_BAD = "known_bad"
     BACKLOG = "backlog"
     CHECKS_MISSING = "checks_missing"
@@ -38,7 +39,8 @@ class LockFact:
 
 @dataclass(frozen=True)
 class KnownBad:
-    """The last release failed; `culprits` are the commits blamed for it (or all it carried)."""
+    """The last release failed (or, `release_id` 0, a merged commit failed its tests ahead of any release);
+    `culprits` are the commits blamed for it (or all it carried)."""
 
     release_id: int
     culprits: tuple[str, ...]
@@ -52,6 +54,7 @@ class GateFacts:
     protected: bool
     message: str = ""                       # messages of the commits being merged
     lock: LockFact | None = None
+    freeze: LockFact | None = None          # an ad-hoc deploy freeze refuses merges like a lock
     known_bad: KnownBad | None = None
     backlog: int = 0
     max_backlog: int = 20
@@ -88,10 +91,18 @@ def decide(facts: GateFacts) -> GateDecision:
         return GateDecision(False, f"deploys are locked by {lock.holder} since {lock.since}{until}: "
                                    f"{lock.reason or 'no reason given'}; merge after it is unlocked",
                             Refusal.LOCKED)
+    if facts.freeze is not None:
+        freeze = facts.freeze
+        until = f"until {freeze.until}" if freeze.until else "until someone unfreezes"
+        return GateDecision(False, f"deploys are frozen by {freeze.holder} since {freeze.since} {until}: "
+                                   f"{freeze.reason or 'no reason given'}; merge after the freeze ends",
+                            Refusal.FROZEN)
     if facts.known_bad is not None and not addresses(facts.message, facts.known_bad.culprits):
         bad = facts.known_bad
         names = ", ".join(c[:12] for c in bad.culprits) or "unknown"
-        return GateDecision(False, f"{facts.branch} is known-bad: release {bad.release_id} failed"
+        # Release 0: no release failed; the culprit was marked bad before one (its tests failed ahead, or by hand).
+        failed = f"release {bad.release_id} failed" if bad.release_id else "a merged commit was marked bad before its release"
+        return GateDecision(False, f"{facts.branch} is known-bad: {failed}"
                                    f"{' (' + bad.reason + ')' if bad.reason else ''}, culprit {names}; "
                                    f"merge a commit that says \"Reverts {bad.culprits[0][:12] if bad.culprits else '<sha>'}\" "
                                    f"or \"Fixes <sha>\" (or a git revert) first", Refusal.KNOWN_BAD)

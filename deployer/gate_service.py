@@ -7,17 +7,17 @@ the shipping branch) and a pull request (its checks).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from deployer import store
+from deployer import freezes, store
 from deployer.checks import CheckService, CheckView, check_states
 from deployer.exceptions import DeployerError
 from deployer.gate import GateDecision, GateFacts, KnownBad, LockFact, addresses, decide
-from deployer.model import CommandKind, Commit, CommitStatus, Release, ReleaseKind, Role
+from deployer.model import CommandKind, Commit, CommitStatus, DeployFreeze, Release, ReleaseKind, Role, utcnow
 from deployer.pipeline import FAILED
 from deployer.settings import Settings
 from deployer.statuses import StatusLoop, StatusPoster
@@ -79,10 +79,12 @@ class GateService:
         """Everything the decision needs, read in one transaction."""
         protected = self._protected(branch)
         lock = store.get_lock(session)
+        frozen = freezes.active_freezes(session, now=utcnow())
         undeployed = store.branch_commits(session, statuses=UNDEPLOYED)
         return GateFacts(
             branch=branch, sha=sha, protected=protected, message=message,
             lock=LockFact(lock.holder, lock.reason, _since(lock.at)) if lock else None,
+            freeze=_freeze_fact(frozen[0]) if frozen else None,
             known_bad=_known_bad(session, undeployed) if protected else None,
             backlog=len(undeployed), max_backlog=self.settings.gate.max_backlog,
             required=self.checks.required,
@@ -159,8 +161,26 @@ class GateService:
             store.add_command(session, kind=CommandKind.POLL, actor=actor, reason=reason)
 
 
+def _freeze_fact(row: DeployFreeze) -> LockFact:
+    since, until = freezes.aware(row.since), freezes.aware(row.until)
+    assert since is not None
+    utc = timezone.utc
+    return LockFact(row.by, row.reason, _since(since.astimezone(utc)), _since(until.astimezone(utc)) if until else None)
+
+
 def _known_bad(session: Session, undeployed: list[Commit]) -> KnownBad | None:
-    """The last finished release failed and no commit waiting since reverts or fixes its culprit."""
+    """The last finished release failed, or a merged commit failed its tests ahead of release, and no
+    commit waiting since reverts or fixes the culprit."""
+    culprit = session.exec(select(Commit).where(Commit.status == CommitStatus.BAD, col(Commit.release_id).is_(None))
+                           .order_by(col(Commit.position).desc())).first()
+    if culprit is not None:
+        # Marked bad without a release: its tests failed ahead of it. Main stays bad until a commit
+        # after it ships or a waiting one reverts or fixes it.
+        shipped = session.exec(select(Commit).where(Commit.status == CommitStatus.SHIPPED)
+                               .order_by(col(Commit.position).desc())).first()
+        if (shipped is None or shipped.position < culprit.position) and \
+                not any(addresses(c.message, (culprit.sha,)) for c in undeployed):
+            return KnownBad(release_id=0, culprits=(culprit.sha,), reason="marked bad before its release (its tests failed ahead, or by hand)")
     last = session.exec(select(Release).where(col(Release.finished_at).is_not(None),
                                               col(Release.kind).in_([ReleaseKind.DEPLOY, ReleaseKind.BISECT]))
                         .order_by(col(Release.finished_at).desc())).first()

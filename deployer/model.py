@@ -205,6 +205,23 @@ class Lock(SQLModel, table=True):
     at: datetime = Field(default_factory=utcnow)
 
 
+class DeployFreeze(SQLModel, table=True):
+    """An ad-hoc freeze: no new release starts from `since` until `until` (None: until lifted).
+
+    Rows are kept after they end or are lifted, so the history of freezes stays readable.
+    """
+
+    __tablename__ = "deploy_freeze"
+
+    id: int | None = Field(default=None, primary_key=True)
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    by: str = Field(max_length=100)
+    since: datetime = Field(default_factory=utcnow)
+    until: datetime | None = Field(default=None, index=True)
+    lifted_at: datetime | None = Field(default=None, index=True)
+    lifted_by: str | None = Field(default=None, max_length=100)
+
+
 class Leader(SQLModel, table=True):
     """The controller that drives the fleet: who, since when, and its last sign of life."""
 

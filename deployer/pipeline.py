@@ -7,9 +7,10 @@ the current (status, phase) raises InvalidTransition and changes nothing.
 A deployment walks:
 
     queued -> testing -> building -> canary -> rolling_out (wave 1..n) -> succeeded
-                 |           |          \\         /
-                 v           v           rolling_back -> rolled_back
-            tests_failed build_failed
+       |         |          ^  |      \\         /
+       |         v          |  v       rolling_back -> rolled_back
+       |    tests_failed    |  build_failed
+       +--------------------+  start_tested: its commits passed their tests ahead of it
 
 `canary` and `rolling_out` have two phases: `deploying` (hosts of the wave are being
 moved to the new version) and `baking` (the wave runs while the analysis watches).
@@ -60,6 +61,8 @@ class Phase(str, Enum):
 
 class Event(str, Enum):
     START = "start"
+    # The release's commits passed their tests ahead of it (run when they were discovered).
+    START_TESTED = "start_tested"
     TESTS_PASSED = "tests_passed"
     TESTS_FAILED = "tests_failed"
     BUILD_SUCCEEDED = "build_succeeded"
@@ -273,6 +276,7 @@ _BAKING = {
 # The one table: (status, phase, event) -> rule. Nothing else changes a status.
 TRANSITIONS: dict[tuple[Status, Phase | None, Event], Rule] = {
     (Status.QUEUED, None, Event.START): _start,
+    (Status.QUEUED, None, Event.START_TESTED): _build,
     (Status.QUEUED, None, Event.ABORT): _to(Status.ABORTED),
     (Status.QUEUED, None, Event.SUPERSEDE): _to(Status.SUPERSEDED),
     (Status.TESTING, None, Event.TESTS_PASSED): _build,

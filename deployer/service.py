@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
-from deployer import batching, dora, figures, readmodels, store
+from deployer import batching, dora, figures, freezes, readmodels, store
 from deployer.accounts import (
     AccountService,
     BadInput,
@@ -36,6 +37,7 @@ from deployer.model import (
     CommandKind,
     Commit,
     CommitStatus,
+    DeployFreeze,
     Deployment,
     Lock,
     Release,
@@ -48,12 +50,14 @@ from deployer.settings import AuthSettings, Settings
 from deployer.views import (
     ActionResult,
     BisectNode,
+    BlackoutView,
     CommandAccepted,
     CommitView,
     DeploymentDetail,
     DeploymentView,
     Dora,
     EventView,
+    FreezeView,
     HostView,
     LockState,
     LockView,
@@ -67,7 +71,9 @@ from deployer.views import (
     StatusView,
     VerdictView,
     WhoAmI,
+    WindowView,
 )
+from deployer.windows import parse_until
 
 SETTLED_COMMITS = frozenset({CommitStatus.SHIPPED, CommitStatus.BAD, CommitStatus.BLOCKED})
 # Re-exported: the dashboard reaches the views and accounts through this module only.
@@ -91,6 +97,7 @@ __all__ = [
     "DeploymentView",
     "Dora",
     "EventView",
+    "FreezeView",
     "HostView",
     "LockState",
     "LockView",
@@ -114,7 +121,9 @@ __all__ = [
     "WebhookRefused",
     "WebhookResult",
     "WhoAmI",
+    "WindowView",
     "generate_password",
+    "parse_until",
     "parse_role",
     "session_secret",
 ]
@@ -158,7 +167,8 @@ class DeployService:
                 hosts=[readmodels.host_view(h) for h in hosts],
                 active=readmodels.deployment_view(active, hosts) if active else None,
                 releases=[readmodels.release_view(r, deployments.get(r.id or 0)) for r in recent],
-                lock=readmodels.lock_view(session), leader=readmodels.leader_view(session))
+                lock=readmodels.lock_view(session), leader=readmodels.leader_view(session),
+                window=self._window(session, utcnow()))
 
     def hosts(self) -> list[HostView]:
         """Every host with its desired and observed version, health and role."""
@@ -180,7 +190,7 @@ class DeployService:
                 active=readmodels.deployment_view(active, hosts) if active else None,
                 queue=[readmodels.commit_view(c) for c in queue],
                 lock=readmodels.lock_view(session),
-                dora=self._memo.get("dora", self._dora), now=now)
+                dora=self._memo.get("dora", self._dora), now=now, window=self._window(session, now))
 
     def _dora(self) -> list[Dora]:
         now = utcnow()
@@ -332,6 +342,72 @@ class DeployService:
                         message="pipeline unlocked" + (f": {reason}" if reason else ""), data={"reason": reason})
             return LockState(locked=False)
 
+    # --- deploy windows and freezes ---------------------------------------------------------------
+
+    def _window(self, session: Session, now: datetime) -> WindowView:
+        windows = self.settings.windows if self.settings else None
+        blackouts = windows.parsed() if windows else []
+        gate = freezes.window_gate(session, blackouts=blackouts, now=now)
+        waiting = len(store.branch_commits(session, statuses=[CommitStatus.PENDING, CommitStatus.BLOCKED,
+                                                              CommitStatus.SUSPECT]))
+        return WindowView(
+            open=gate.open, reason=gate.reason, now=now, waiting=waiting,
+            until=gate.until.astimezone(timezone.utc) if gate.until else None,
+            freezes=[_freeze_view(f) for f in freezes.active_freezes(session, now=now)],
+            blackouts=[BlackoutView(name=b.name, days=list(b.days), hours=b.hours, tz=b.tz or windows.timezone)
+                       for b in (windows.blackouts if windows else [])])
+
+    def deploy_window(self, *, now: datetime | None = None) -> WindowView:
+        """May a new release start now? If not: every rule holding it back, and until when."""
+        with store.session_scope(self.engine) as session:
+            return self._window(session, now or utcnow())
+
+    def freeze(self, *, actor: str, reason: str, until: datetime | None = None,
+               now: datetime | None = None) -> WindowView:
+        """Stop new releases from starting until `until` (None: until lifted); commits queue meanwhile.
+
+        The release in flight goes on (abort is for stopping it). Conflict when a freeze is on already.
+        """
+        now = now or utcnow()
+        reason = reason.strip()
+        if not reason:
+            raise BadInput("reason: is empty; say why deploys are frozen, e.g. \"incident 42\"")
+        if until is not None:
+            if until.tzinfo is None:
+                raise BadInput("until: has no time zone; give e.g. \"2026-12-24T09:00+01:00\"")
+            if until <= now:
+                raise BadInput(f"until: {until.isoformat()} is not in the future; give a later time")
+        with store.session_scope(self.engine) as session:
+            active = freezes.active_freezes(session, now=now)
+            if active:
+                current = active[0]
+                ends = f"until {freezes.aware(current.until):%Y-%m-%d %H:%M %Z}" if current.until else "until lifted"
+                raise Conflict(f"deploys are already frozen by {current.by} ({ends}): {current.reason}; "
+                               f"unfreeze first to change it")
+            row = DeployFreeze(reason=reason, by=actor, since=now, until=until)
+            session.add(row)
+            session.flush()
+            ends = f"until {until.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC" if until else "until lifted"
+            store.audit(session, kind="freeze", actor=actor, message=f"deploys frozen {ends}: {reason}",
+                        data={"reason": reason, "until": until.isoformat() if until else None, "freeze": row.id})
+            return self._window(session, now)
+
+    def unfreeze(self, *, actor: str, reason: str = "", now: datetime | None = None) -> WindowView:
+        """Lift every active freeze; configured blackouts still apply. Conflict when nothing is frozen."""
+        now = now or utcnow()
+        with store.session_scope(self.engine) as session:
+            active = freezes.active_freezes(session, now=now)
+            if not active:
+                raise Conflict("deploys are not frozen")
+            for row in active:
+                row.lifted_at, row.lifted_by = now, actor
+                session.add(row)
+            store.audit(session, kind="unfreeze", actor=actor,
+                        message=f"freeze lifted ({'; '.join(r.reason for r in active)})"
+                                + (f": {reason}" if reason else ""),
+                        data={"reason": reason, "freezes": [r.id for r in active]})
+            return self._window(session, now)
+
     def mark_commit(self, sha: str, *, bad: bool, actor: str, reason: str = "") -> ActionResult:
         """Mark a commit bad (it and the unshipped commits after it wait for a fix) or good again."""
         with store.session_scope(self.engine) as session:
@@ -444,6 +520,12 @@ class DeployService:
     def whoami(self, principal: Principal) -> WhoAmI:
         """The caller as the API shows it."""
         return WhoAmI(name=principal.name, role=principal.role, kind=principal.kind)
+
+
+def _freeze_view(row: DeployFreeze) -> FreezeView:
+    assert row.id is not None
+    return FreezeView(id=row.id, reason=row.reason, by=row.by, since=freezes.aware(row.since),
+                      until=freezes.aware(row.until), lifted_at=freezes.aware(row.lifted_at), lifted_by=row.lifted_by)
 
 
 def _find_commit(commits: list[Commit], sha: str) -> Commit:

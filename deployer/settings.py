@@ -15,6 +15,7 @@ import re
 from pathlib import Path
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -25,6 +26,7 @@ from pydantic_settings.sources.utils import parse_env_vars
 from canary.config import CanaryConfig, load_canary_config
 from canary.exceptions import CanaryConfigError
 from deployer.exceptions import ConfigError
+from deployer.windows import Blackout, parse_blackout
 
 ENV_PREFIX = "DEPLOYER__"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -81,6 +83,13 @@ class DatabaseSettings(_Section):
 
 class PipelineSettings(_Section):
     max_batch: int = Field(3, ge=1, le=50)
+    # The planner takes as few commits per release as meet this goal (merge to the whole fleet).
+    lead_time_goal: Duration = 30 * 60.0
+    # Until releases have been timed, the planner assumes each takes this long.
+    default_release_time: Duration = 120.0
+    # Every merged commit's tests start when it is discovered, while the release before it bakes;
+    # a release whose commits passed already starts at the build.
+    tests_ahead: bool = True
     test_command: str = "python -m pytest -q -x -p no:cacheprovider -m \"not integration\" sample_app/tests"
     test_timeout: Duration = 300.0
     keep_releases: int = Field(30, ge=2)
@@ -229,6 +238,42 @@ class PostDeploySettings(_Section):
         if self.interval <= 0:
             raise ValueError(f"interval: {self.interval:g}s must be positive; use e.g. \"5s\"")
         return self
+
+
+class BlackoutSettings(_Section):
+    """A recurring period without new releases, e.g. weekends or evenings, in a time zone."""
+
+    name: str = Field(..., min_length=1, max_length=100)
+    days: list[str] = Field(default_factory=lambda: ["mon", "tue", "wed", "thu", "fri", "sat", "sun"])
+    hours: str = Field("00:00-00:00", description="HH:MM-HH:MM local time; may cross midnight; 00:00-00:00 = all day")
+    tz: str | None = Field(None, description="IANA time zone; default windows.timezone")
+
+
+class WindowSettings(_Section):
+    """When new releases may start: configured blackouts (ad-hoc freezes live in the database)."""
+
+    timezone: str = "UTC"
+    blackouts: list[BlackoutSettings] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _parse(self) -> WindowSettings:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"timezone: \"{self.timezone}\" is not a time zone; use e.g. \"Europe/London\" "
+                             "or \"UTC\"") from None
+        for i, b in enumerate(self.blackouts):
+            try:
+                parse_blackout(b.name, days=b.days, hours=b.hours, tz=b.tz or self.timezone)
+            except ValueError as exc:
+                field, rest = str(exc).split(": ", 1)
+                field = "timezone" if field == "tz" and b.tz is None else f"blackouts.{i}.{field}"
+                raise ValueError(f"{field}: {rest}") from None
+        return self
+
+    def parsed(self) -> list[Blackout]:
+        """The blackouts as deployer.windows rules (validated already)."""
+        return [parse_blackout(b.name, days=b.days, hours=b.hours, tz=b.tz or self.timezone) for b in self.blackouts]
 
 
 class AnalysisSettings(_Section):
@@ -384,6 +429,7 @@ class Settings(BaseSettings):
     gate: GateSettings = GateSettings()
     webhooks: WebhookSettings = WebhookSettings()
     statuses: StatusSettings = StatusSettings()
+    windows: WindowSettings = WindowSettings()
     base_dir: str = "."
     canary_config: CanaryConfig | None = Field(None, exclude=True)
 
@@ -501,7 +547,8 @@ def _format_error(error: dict[str, Any], model: type[BaseModel]) -> str:
         return f"{loc}: {_describe(value)} " + _FRIENDLY[kind].format(example=example if example is not None else 1)
     if kind == "value_error" and ": " in message and not loc:
         return message
-    if kind == "value_error" and message.split(":", 1)[0].isidentifier() and ": " in message:
+    # A section's validator may name a field inside it, dotted: "blackouts.0.days: ...".
+    if kind == "value_error" and re.fullmatch(r"[A-Za-z_][\w.]*", message.split(":", 1)[0]) and ": " in message:
         field, rest = message.split(": ", 1)
         return f"{loc + '.' if loc else ''}{field}: {rest}"
     return f"{loc}: {message}" if loc else message

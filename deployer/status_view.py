@@ -32,6 +32,10 @@ def render_status(view: StatusView) -> str:
     if status.get("lock"):
         lock = status["lock"]
         lines.append(f"PIPELINE LOCKED by {lock['holder']}: {lock['reason']}")
+    window = status.get("window")
+    if window and not window["open"]:
+        until = f"until {window['until']}" if window["until"] else "until someone unfreezes"
+        lines.append(f"DEPLOYS HELD {until}: {window['reason']} ({window['waiting']} commit(s) queued)")
     if active:
         where = active["status"] + (f"/{active['phase']}" if active["phase"] else "")
         lines.append(f"DEPLOYING release {active['release_id']} ({short(active['version'])}): {where}, "

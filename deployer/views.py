@@ -61,6 +61,40 @@ class ReleaseView(BaseModel):
     started_by: str = "controller"
 
 
+class FreezeView(BaseModel):
+    """An ad-hoc freeze: who, why, since and until when (None: until lifted)."""
+
+    id: int
+    reason: str
+    by: str
+    since: datetime | None
+    until: datetime | None
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None
+
+
+class BlackoutView(BaseModel):
+    """A configured recurring period without new releases."""
+
+    name: str
+    days: list[str]
+    hours: str
+    tz: str
+
+
+class WindowView(BaseModel):
+    """May a new release start now? If not, why and until when (None: until a freeze is lifted)."""
+
+    open: bool
+    reason: str = Field("", description="every rule that holds releases back now, in one line")
+    until: datetime | None = Field(None, description="when releases may start again; None while closed means "
+                                                     "until a freeze is lifted")
+    freezes: list[FreezeView] = Field(default_factory=list, description="active ad-hoc freezes")
+    blackouts: list[BlackoutView] = Field(default_factory=list, description="configured blackouts")
+    waiting: int = Field(0, description="merged commits waiting to ship")
+    now: datetime
+
+
 class LockView(BaseModel):
     holder: str
     reason: str
@@ -84,6 +118,7 @@ class StatusView(BaseModel):
     releases: list[ReleaseView]
     lock: LockView | None
     leader: LeaderView | None = None
+    window: WindowView | None = None
 
 
 class CommitView(BaseModel):
@@ -194,6 +229,7 @@ class Overview(BaseModel):
     lock: LockView | None
     dora: list[Dora]
     now: datetime
+    window: WindowView | None = None
 
 
 class CommandAccepted(BaseModel):
@@ -233,3 +269,4 @@ class PlatformFigures(BaseModel):
     stage_seconds: dict[str, list[float]]
     lead_times: list[float]
     restore_times: list[float]
+

@@ -145,3 +145,32 @@ def _blackout_end(now: datetime, blackouts: Sequence[Blackout]) -> datetime | No
         end = max(covering)
         probe = end
     return end
+
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(m|h|d)\s*$")
+_RELATIVE_SECONDS = {"m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_until(text: str, *, now: datetime) -> datetime:
+    """When a freeze ends: "90m", "4h", "2d" from `now`, or an ISO 8601 time (without a zone: UTC).
+
+    Raises ValueError naming the value and the fix when it is neither, or not in the future.
+    """
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    relative = _RELATIVE.match(text)
+    if relative:
+        end = now + timedelta(seconds=float(relative.group(1)) * _RELATIVE_SECONDS[relative.group(2)])
+    else:
+        try:
+            end = datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise ValueError(f"until: \"{text}\" is neither a duration nor a time; use e.g. \"4h\", \"2d\" or "
+                             "\"2026-12-24T09:00+01:00\" (a time without a zone is UTC)") from None
+        if end.tzinfo is None:
+            end = end.replace(tzinfo=timezone.utc)
+    if end <= now:
+        stamp = now.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M")
+        raise ValueError(f"until: \"{text}\" is not in the future (now is {stamp} UTC); give a later time or a "
+                         "duration such as \"4h\"")
+    return end

@@ -11,8 +11,8 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder for the repository, fleet and database (wiped first; default .demo)")
     parser.add_argument("--report", default=None, metavar="FILE", help="write a JSON report of the run here")
     parser.add_argument("--hosts", type=int, default=6, help="hosts in the local fleet (default 6, at least 4)")
-    parser.add_argument("--rate", type=float, default=30.0, help="user requests per second (default 30)")
-    parser.add_argument("--canary-bake", default="20s", help="canary watch time (default 20s)")
+    parser.add_argument("--rate", type=float, default=40.0, help="user requests per second (default 40)")
+    parser.add_argument("--canary-bake", default="30s", help="canary watch time (default 30s)")
     parser.add_argument("--wave-bake", default="12s", help="watch time between later waves (default 12s)")
     parser.add_argument("--steps", type=int, default=None,
                         help="run only the first N steps of the scenario (for a quick look)")

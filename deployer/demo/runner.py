@@ -53,6 +53,9 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "rollout.warmup": "1s",
         # The last wave replaces four hosts at once; the other two carry the traffic meanwhile.
         "fleet.max_parallel": 4,
+        # Each step ships as one release (its commits batched), as its culprit search shows: a goal
+        # this tight makes the lead-time planner take every ready commit, up to max_batch.
+        "pipeline.lead_time_goal": "1m",
         # Engineers merge through the gate: every merge needs its tests and benchmark checks.
         "gate.required_checks": ["tests", "bench"],
         "gate.bench_requests": 8,
@@ -228,11 +231,15 @@ class Demo:
         shas: dict[str, str] = {}
         steps = STEPS[: self.args.steps] if self.args.steps else STEPS
         scripted: list[ScriptedCommit] = [c for step in steps for c in step]
+        if steps:
+            self.open_branch(workspace, 1, steps[0], shas)
         for number, step in enumerate(steps, 1):
-            for item in step:
-                shas[item.key] = ws_ops.commit(workspace, item, shas)
             names = ", ".join(f"{shas[c.key][:10]} {c.title or 'revert ' + c.reverts} [{c.expected}]" for c in step)
-            if not self.merge_through_gate(workspace, service, number, step, shas):
+            accepted = self.merge_through_gate(workspace, service, number, step, shas)
+            if number < len(steps):
+                # The next engineer pushes their branch now: its checks run while this step ships.
+                self.open_branch(workspace, number + 1, steps[number], shas)
+            if not accepted:
                 self.say(f"── step {number}/{len(steps)}: merge REFUSED for {names}")
                 continue
             self.say(f"── step {number}/{len(steps)}: merged {names}")
@@ -255,15 +262,25 @@ class Demo:
             print(line, flush=True)
         return 0 if report["checks"]["passed"] else 1
 
+    @staticmethod
+    def branch_of(number: int, step: list[ScriptedCommit]) -> str:
+        return f"topic/step-{number}-{step[-1].key}"
+
+    def open_branch(self, workspace: ws_ops.Workspace, number: int, step: list[ScriptedCommit],
+                    shas: dict[str, str]) -> None:
+        """An engineer commits on top of main and pushes a branch; its required checks start."""
+        for item in step:
+            shas[item.key] = ws_ops.commit(workspace, item, shas)
+        ws_ops.push_branch(workspace, self.branch_of(number, step))
+
     def merge_through_gate(self, workspace: ws_ops.Workspace, service: DeployService, number: int,
                            step: list[ScriptedCommit], shas: dict[str, str]) -> bool:
-        """An engineer's flow: push a branch, wait for its required checks, merge to main through the gate.
+        """Wait for the branch's required checks, then merge it to main through the gate.
 
         A refused merge is recorded with the gate's reason and the clone goes back to main.
         """
         tip = shas[step[-1].key]
-        branch = f"topic/step-{number}-{step[-1].key}"
-        ws_ops.push_branch(workspace, branch)
+        branch = self.branch_of(number, step)
         assert service.gate is not None
         checks = service.gate.checks
         required = set(checks.required)

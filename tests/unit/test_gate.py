@@ -36,6 +36,18 @@ def test_a_lock_names_who_why_since_and_until() -> None:
         assert part in decision.reason
 
 
+def test_a_freeze_refuses_like_a_lock_and_says_until_when() -> None:
+    frozen = LockFact("ana", "black friday", "2026-11-27 00:00 UTC", "2026-11-30 06:00 UTC")
+    decision = decide(facts(freeze=frozen))
+    assert not decision.allowed and decision.refusal is Refusal.FROZEN
+    for part in ("frozen by ana", "black friday", "since 2026-11-27 00:00 UTC", "until 2026-11-30 06:00 UTC",
+                 "after the freeze ends"):
+        assert part in decision.reason
+    open_ended = decide(facts(freeze=LockFact("ana", "incident", "now")))
+    assert "until someone unfreezes" in open_ended.reason
+    assert decide(facts(branch="topic", protected=False, freeze=frozen)).allowed
+
+
 def test_known_bad_main_refuses_unless_the_commit_reverts_or_fixes_the_culprit() -> None:
     bad = KnownBad(release_id=7, culprits=(CULPRIT,), reason="wave 0 analysis: fail")
     refused = decide(facts(known_bad=bad, message="add a filter"))
@@ -45,6 +57,15 @@ def test_known_bad_main_refuses_unless_the_commit_reverts_or_fixes_the_culprit()
         assert decide(facts(known_bad=bad, message=message)).allowed, message
     assert not decide(facts(known_bad=bad, message=f"Reverts {CULPRIT[:6]}")).allowed  # too short to be sure
     assert not decide(facts(known_bad=bad, message="Reverts 1234567")).allowed      # another commit
+
+
+def test_a_commit_that_failed_its_tests_ahead_makes_main_known_bad_until_reverted() -> None:
+    bad = KnownBad(release_id=0, culprits=(CULPRIT,), reason="its tests failed ahead of release")
+    decision = decide(facts(known_bad=bad))
+    assert not decision.allowed and decision.refusal is Refusal.KNOWN_BAD
+    assert "marked bad before its release" in decision.reason and "release 0" not in decision.reason
+    assert f"Reverts {CULPRIT[:12]}" in decision.reason
+    assert decide(facts(known_bad=bad, message=f"Revert it\n\nThis reverts commit {CULPRIT}.")).allowed
 
 
 def test_a_long_backlog_makes_merges_wait() -> None:
@@ -69,7 +90,9 @@ def test_checks_must_have_passed(checks: dict[str, tuple[str, str]], refusal: Re
 def test_the_order_of_refusals_lock_first_then_known_bad_then_backlog_then_checks() -> None:
     bad = KnownBad(release_id=3, culprits=(CULPRIT,))
     lock = LockFact("ana", "freeze", "now")
-    assert decide(facts(lock=lock, known_bad=bad, backlog=99, checks={})).refusal is Refusal.LOCKED
+    frozen = LockFact("ben", "release freeze", "now")
+    assert decide(facts(lock=lock, freeze=frozen, known_bad=bad, backlog=99, checks={})).refusal is Refusal.LOCKED
+    assert decide(facts(freeze=frozen, known_bad=bad, backlog=99, checks={})).refusal is Refusal.FROZEN
     assert decide(facts(known_bad=bad, backlog=99, checks={})).refusal is Refusal.KNOWN_BAD
     assert decide(facts(backlog=99, checks={})).refusal is Refusal.BACKLOG
 
@@ -81,12 +104,14 @@ def test_any_message_is_read_without_error_and_references_are_hex(message: str) 
     assert addresses(message, ()) is False
 
 
-@given(st.booleans(), st.booleans(), st.integers(0, 50), st.sampled_from(["success", "failure", "running", "missing"]))
-def test_decisions_are_total_and_a_refusal_always_has_a_reason(locked: bool, bad: bool, backlog: int,
+@given(st.booleans(), st.booleans(), st.booleans(), st.integers(0, 50),
+       st.sampled_from(["success", "failure", "running", "missing"]))
+def test_decisions_are_total_and_a_refusal_always_has_a_reason(locked: bool, frozen: bool, bad: bool, backlog: int,
                                                                state: str) -> None:
     checks = {} if state == "missing" else {"tests": (state, ""), "bench": (state, "")}
     decision = decide(facts(lock=LockFact("a", "b", "c") if locked else None,
+                            freeze=LockFact("d", "e", "f", "g") if frozen else None,
                             known_bad=KnownBad(1, (CULPRIT,)) if bad else None, backlog=backlog, checks=checks))
-    assert decision.allowed == (not locked and not bad and backlog <= 20 and state == "success")
+    assert decision.allowed == (not locked and not frozen and not bad and backlog <= 20 and state == "success")
     assert decision.reason and "\n" not in decision.reason
     assert (decision.refusal is None) == decision.allowed

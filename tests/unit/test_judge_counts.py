@@ -121,3 +121,26 @@ def test_good_canaries_rarely_fail_with_every_route_tested(seed: int) -> None:
     # below 1%, so a failure among 40 draws would be a sign the split is wrong.
     v = replay(DEFAULT_CONFIG, side(seed, rate=20), side(seed + 1, rate=20))
     assert v.result is not Result.FAIL, v.reason
+
+
+def test_pooled_tests_keep_half_the_alpha_whatever_the_number_of_routes() -> None:
+    from canary.counts import split_alpha
+    alphas = split_alpha(0.01, [None, "/a", "/b", "/c", "/d"])
+    assert alphas[0] == pytest.approx(0.005) and alphas[1:] == pytest.approx([0.00125] * 4)
+    assert sum(alphas) == pytest.approx(0.01)
+    assert split_alpha(0.01, [None, None]) == pytest.approx([0.005, 0.005])
+    assert split_alpha(0.01, ["/a", "/b"]) == pytest.approx([0.005, 0.005])
+
+
+def test_a_thin_canary_with_suspicious_refusals_is_not_passed_but_watched_longer() -> None:
+    # One host's worth of traffic over a short bake: a tenth of the answers are refusals on the
+    # canary and none on the baseline; not yet a proof at this alpha, far from clean either.
+    route = "/api/posts/{post_id}/like"
+    v = judge(DEFAULT_CONFIG, side(1, n=10, rate=10, expected_4xx=0.0),
+              side(2, n=10, rate=10, expected_4xx=0.0, bad_route=route, bad_share=0.2), final=True)
+    assert v.result in (Result.INCONCLUSIVE, Result.FAIL), v.reason
+    if v.result is Result.INCONCLUSIVE:
+        assert "watch longer" in v.reason and "unexpected_answers" in v.reason
+    clean = judge(DEFAULT_CONFIG, side(1, n=10, rate=10, expected_4xx=0.0), side(2, n=10, rate=10, expected_4xx=0.0),
+                  final=True)
+    assert clean.result is Result.PASS, clean.reason

@@ -40,6 +40,7 @@ D, B = P.DEPLOYING, P.BAKING
 # other fields are checked by the targeted tests below.
 SPEC: dict[tuple[Status, Phase | None, Event], tuple[Status, Phase | None, list[type]]] = {
     (S.QUEUED, None, E.START): (S.TESTING, None, [RunTests]),
+    (S.QUEUED, None, E.START_TESTED): (S.BUILDING, None, [Build]),
     (S.QUEUED, None, E.ABORT): (S.ABORTED, None, [Finish]),
     (S.QUEUED, None, E.SUPERSEDE): (S.SUPERSEDED, None, [Finish]),
     (S.TESTING, None, E.TESTS_PASSED): (S.BUILDING, None, [Build]),

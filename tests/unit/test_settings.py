@@ -40,6 +40,17 @@ def test_the_production_profile_loads() -> None:
     assert settings.analysis.file_sd and settings.post_deploy.enabled
 
 
+def test_blackouts_are_read_in_their_time_zone(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "source: {repository: r.git}\nwindows:\n  timezone: Europe/Paris\n"
+                                             "  blackouts:\n  - {name: weekend, days: [sat, sun]}\n"
+                                             "  - {name: evenings, days: [mon, tue], hours: '18:00-08:00', tz: UTC}\n"),
+                             environ={})
+    weekend, evenings = settings.windows.parsed()
+    assert weekend.tz.key == "Europe/Paris" and weekend.days == frozenset({5, 6})
+    assert evenings.tz.key == "UTC" and str(evenings.start) == "18:00:00"
+    assert load_settings(write(tmp_path, "source: {repository: r.git}\n"), environ={}).windows.parsed() == []
+
+
 def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "source: {repository: repo.git}\n"), environ={})
     assert settings.repository == str(tmp_path / "repo.git")
@@ -61,6 +72,15 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     ("analysis: {source: graphite}", "analysis.source: \"graphite\" is not allowed"),
     ("analysis: {canary: {confidence: 2}}", "analysis.canary.confidence"),
     ("databse: {url: x}", "databse: unknown field; expected one of: source, workdir, database"),
+    ("windows: {timezone: Mars/Olympus}", 'windows.timezone: "Mars/Olympus" is not a time zone; use e.g.'),
+    ("windows: {blackouts: [{name: wk, days: [sat, sunday, holiday]}]}",
+     "windows.blackouts.0.days: ['sat', 'sunday', 'holiday'] is not a list of days; use e.g."),
+    ("windows: {blackouts: [{name: eve, hours: '18-8'}]}",
+     'windows.blackouts.0.hours: "18-8" is not a time range; use e.g. "18:00-08:00"'),
+    ("windows: {blackouts: [{name: eve, hours: '18:00-08:00', tz: Nowhere}]}",
+     'windows.blackouts.0.tz: "Nowhere" is not a time zone'),
+    ("windows: {blackouts: [{days: [sat]}]}", "windows.blackouts.0.name: is required but missing"),
+    ("pipeline: {lead_time_goal: soon}", 'pipeline.lead_time_goal: "soon" is not a duration'),
     ("fleet: {backend: k8s}", "fleet.backend: \"k8s\" is not allowed; use 'local' or 'docker'"),
     ("fleet: {engines: ['unix:///x.sock']}", "fleet.engines: unknown field; expected one of: backend, hosts"),
     ("fleet: {backend: docker, engines: ['http://127.0.0.1:2375']}",

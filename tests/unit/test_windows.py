@@ -108,3 +108,33 @@ def test_until_is_when_the_gate_opens_again(now: datetime) -> None:
     assert gate.until is not None and gate.until > now
     assert deploy_gate(gate.until, blackouts=rules).open
     assert not deploy_gate(gate.until - timedelta(seconds=1), blackouts=rules).open
+
+
+# --- when a freeze ends: durations and times, always in the future ---------------------------------
+
+from deployer.windows import parse_until  # noqa: E402
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("90m", "2026-12-02 14:30"), ("4h", "2026-12-02 17:00"), ("2d", "2026-12-04 13:00"), ("1.5h", "2026-12-02 14:30"),
+    ("2026-12-03T09:00", "2026-12-03 09:00"), ("2026-12-03T10:00+01:00", "2026-12-03 09:00"),
+    ("2026-12-03 09:00:00Z", "2026-12-03 09:00"),
+])
+def test_parse_until_takes_durations_and_times(text: str, expected: str) -> None:
+    assert parse_until(text, now=at("2026-12-02 13:00")) == at(expected)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("tomorrow", "neither a duration nor a time"), ("5x", "neither a duration nor a time"),
+    ("", "neither a duration nor a time"), ("2026-12-01T09:00", "not in the future"),
+    ("0m", "not in the future"),
+])
+def test_parse_until_refuses_with_the_fix(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message) as caught:
+        parse_until(text, now=at("2026-12-02 13:00"))
+    assert str(caught.value).startswith("until: ") and "e.g." in str(caught.value) or "later" in str(caught.value)
+
+
+def test_parse_until_needs_an_aware_now() -> None:
+    with pytest.raises(ValueError, match="timezone-aware"):
+        parse_until("4h", now=datetime(2026, 12, 2, 13))
