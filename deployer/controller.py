@@ -27,6 +27,7 @@ from canary.verdict import Result
 from deployer import batching, freezes, releases, stage_log, store
 from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
 from deployer.bake_guard import dead_hosts
+from deployer.check_recovery import abandon_orphaned_checks
 from deployer.checks import CheckService
 from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Builder, Fleet
@@ -153,6 +154,9 @@ class Controller:
         self.hosts.observe_all()
         # A host drained by a controller killed mid-replacement goes back in rotation (deployer/rotation.py).
         restore_rotation(engine=self.engine, fleet=self.fleet)
+        # Tests-ahead runs that died with the previous controller are asked for again (deployer/check_recovery.py).
+        if abandon_orphaned_checks(engine=self.engine, settings=self.settings):
+            self._last_tests_sweep = float("-inf")
         with store.session_scope(self.engine) as session:
             deployment = store.active_deployment(session)
             if deployment is None:
