@@ -95,8 +95,9 @@ class LocalPrometheus:
         interval = max(0.5, self.settings.analysis.interval / 2)
         self.folder.mkdir(parents=True, exist_ok=True)
         config = self.folder / "prometheus.yml"
-        config.write_text(PROMETHEUS_CONFIG.format(interval=f"{interval:g}s", timeout=f"{interval * 0.9:g}s",
-                                                   targets=targets))
+        # Prometheus durations take whole units: milliseconds.
+        config.write_text(PROMETHEUS_CONFIG.format(interval=f"{round(interval * 1000)}ms",
+                                                   timeout=f"{round(interval * 900)}ms", targets=targets))
         with open(self.folder / "prometheus.log", "ab") as log:
             self._proc = subprocess.Popen(
                 [binary, f"--config.file={config}", f"--storage.tsdb.path={self.folder / 'tsdb'}",
