@@ -28,6 +28,8 @@ from sqlmodel import Session
 from canary.verdict import Result
 from deployer import batching, freezes, releases, stage_log, store, waves
 from deployer.analysis import AnalysisWindow, WindowFactory, metric_series
+from deployer.bake_guard import dead_hosts
+from deployer.check_recovery import abandon_orphaned_checks
 from deployer.checks import CheckService
 from deployer.exceptions import DeployerError, InvalidTransition
 from deployer.fleet.base import Builder, Fleet, HostStatus
@@ -66,8 +68,11 @@ from deployer.pipeline import (
 )
 from deployer.queue import TaskQueue
 from deployer.reconcile import Reconciler
+from deployer.rotation import restore_rotation
 from deployer.settings import Settings
+from deployer.scrape_targets import TargetPublisher
 from deployer.source import GitSource
+from deployer.watch import PostDeployWatch
 
 log = logging.getLogger(__name__)
 IDLE_RECONCILE_S = 5.0
@@ -123,6 +128,10 @@ class Controller:
         self._last_poll = float("-inf")
         self._last_idle_reconcile = float("-inf")
         self._rollback_retry_at = 0.0
+        # Post-deploy watch (deployer/watch.py): the live release after it succeeded.
+        self.watch = PostDeployWatch(settings=settings, engine=engine, fleet=fleet, clock=clock)
+        # Prometheus file_sd targets (deployer/scrape_targets.py), rewritten when hosts change.
+        self.targets = TargetPublisher(settings=settings, engine=engine, fleet=fleet)
 
     # --- the loop -------------------------------------------------------------------
 
@@ -143,8 +152,8 @@ class Controller:
 
     def tick(self) -> None:
         """One pass: commands, progress, discovery, next release. Errors are logged, not raised."""
-        for step in (self._handle_commands, self._progress, self._discover, self._tests_ahead,
-                     self._start_next_release):
+        for step in (self._handle_commands, self._progress, self.watch.tick, self.targets.tick, self._discover,
+                     self._tests_ahead, self._start_next_release):
             try:
                 step()
             except Exception:
@@ -164,6 +173,11 @@ class Controller:
         if not bootstrapped:
             self._bootstrap()
         self.hosts.observe_all()
+        # A host drained by a controller killed mid-replacement goes back in rotation (deployer/rotation.py).
+        restore_rotation(engine=self.engine, fleet=self.fleet)
+        # Tests-ahead runs that died with the previous controller are asked for again (deployer/check_recovery.py).
+        if abandon_orphaned_checks(engine=self.engine, settings=self.settings):
+            self._last_tests_sweep = float("-inf")
         with store.session_scope(self.engine) as session:
             deployment = store.active_deployment(session)
             if deployment is None:
@@ -393,6 +407,12 @@ class Controller:
             return
         now = self.clock()
         if not bake.window.due(now):
+            return
+        # A new-version host that died during its bake fails the wave (deployer/bake_guard.py).
+        dead = dead_hosts(self.fleet, self._wave_hosts(deployment, deployment.wave))
+        if dead:
+            self._advance(deployment.id, Event.HOST_FAILED,
+                          f"wave {deployment.wave}: {', '.join(dead)} stopped during the bake")
             return
         verdict = bake.window.step(now)
         if verdict is None:

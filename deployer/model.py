@@ -377,3 +377,20 @@ class PostedStatus(SQLModel, table=True):
     state: str = Field(max_length=20)
     description: str = Field(default="", max_length=140)
     at: datetime = Field(default_factory=utcnow)
+
+
+class VersionHealth(SQLModel, table=True):
+    """How a version behaved while it was live, as the post-deploy watch measured it.
+
+    `figures` are its typical fleet-wide figures (medians over healthy windows), the yardstick
+    the next release is held to; `evidence` is what made the watch roll it back, if it did.
+    Keyed by version, so a release deployed again (a rollback) adds to the same record.
+    """
+
+    __tablename__ = "version_health"
+
+    sha: str = Field(primary_key=True, max_length=64)
+    figures: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    evidence: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    rolled_back_release_id: int | None = None
+    updated_at: datetime = Field(default_factory=utcnow)

@@ -262,6 +262,39 @@ class RolloutSettings(_Section):
         return self
 
 
+class WatchThresholds(_Section):
+    """What counts as harm at one sensitivity of the post-deploy watch (see deployer/post_deploy.py)."""
+
+    max_crashes: int = Field(2, ge=1, le=1000)
+    crash_window: Duration = 600.0
+    error_ratio: float = Field(2.0, ge=1.0)
+    error_increase: float = Field(0.02, ge=0.0, le=1.0)
+    latency_ratio: float = Field(2.0, ge=1.0)
+    latency_increase: Duration = 0.1
+    bad_windows: int = Field(3, ge=1, le=100)
+    min_requests: int = Field(20, ge=1)
+
+
+class PostDeploySettings(_Section):
+    """After a release succeeds: watch it strictly for `watch`, then relaxed for as long as it is live."""
+
+    enabled: bool = True
+    watch: Duration = 600.0
+    interval: Duration = 5.0
+    # Fresh processes are slower than warm ones: figures of the first seconds after success are
+    # left out (crashes still count).
+    warmup: Duration = 30.0
+    strict: WatchThresholds = WatchThresholds()
+    relaxed: WatchThresholds = WatchThresholds(max_crashes=3, error_ratio=4.0, error_increase=0.1, latency_ratio=3.0,
+                                               latency_increase=0.25, bad_windows=6, min_requests=50)
+
+    @model_validator(mode="after")
+    def _interval_positive(self) -> PostDeploySettings:
+        if self.interval <= 0:
+            raise ValueError(f"interval: {self.interval:g}s must be positive; use e.g. \"5s\"")
+        return self
+
+
 class BlackoutSettings(_Section):
     """A recurring period without new releases, e.g. weekends or evenings, in a time zone."""
 
@@ -307,6 +340,9 @@ class AnalysisSettings(_Section):
     # hosts as large as the baseline (at most this many), never by scraping every host every interval.
     max_hosts: int = Field(20, ge=1, le=10_000)
     prometheus_url: str = "http://127.0.0.1:9090"
+    # Prometheus file-based service discovery: the fleet's hosts with host, role and version
+    # labels, rewritten whenever they change (relative to workdir; "" turns it off).
+    file_sd: str = "prometheus/targets.json"
     scrape_timeout: Duration = 1.0
     canary: dict[str, Any] | None = Field(None, description="canary judge config (Kayenta vocabulary)")
 
@@ -445,6 +481,7 @@ class Settings(BaseSettings):
     fleet: FleetSettings = LocalFleetSettings()
     router: RouterSettings = BuiltinRouterSettings()
     rollout: RolloutSettings = RolloutSettings()
+    post_deploy: PostDeploySettings = PostDeploySettings()
     analysis: AnalysisSettings = AnalysisSettings()
     queue: QueueSettings = QueueSettings()
     api: ApiSettings = ApiSettings()

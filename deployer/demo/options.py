@@ -23,6 +23,9 @@ def add_demo_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-port", type=int, default=None, help="first host port (default from config.yaml)")
     parser.add_argument("--api-port", type=int, default=None, help="API port (default from config.yaml)")
     parser.add_argument("--quiet", action="store_true", help="print only the summary")
+    parser.add_argument("--profile", choices=["embedded", "production"], default="embedded",
+                        help="embedded (default): SQLite, in-process jobs, direct scrape; production: "
+                             "config.production.yaml (PostgreSQL, Redis with two rq workers, Prometheus)")
     parser.add_argument("--backend", choices=["local", "docker"], default="local",
                         help="hosts as local processes (default) or containers on a Docker engine")
     parser.add_argument("--router", choices=["builtin", "haproxy"], default="builtin",

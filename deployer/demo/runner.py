@@ -22,6 +22,7 @@ import httpx
 import yaml
 
 from deployer.demo import workspace as ws_ops
+from deployer.demo import production
 from deployer.demo.haproxy import LocalHaproxy
 from deployer.demo.progress import Progress
 from deployer.demo.report import build_report, summary_lines
@@ -45,7 +46,6 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "source.repository": str(root / "app.git"),
         "source.poll_interval": "2s",
         "workdir": str(root / "deployer"),
-        "database.url": "sqlite:///deployer.db",
         "fleet.hosts": args.hosts,
         "rollout.canary_bake": args.canary_bake,
         "rollout.wave_bake": args.wave_bake,
@@ -60,6 +60,8 @@ def _overrides(args: argparse.Namespace, root: Path) -> dict[str, Any]:
         "gate.required_checks": ["tests", "bench"],
         "gate.bench_requests": 8,
     }
+    if args.profile != "production":
+        overrides["database.url"] = "sqlite:///deployer.db"
     if args.base_port:
         overrides["fleet.base_port"] = args.base_port
         overrides["fleet.balancer_port"] = args.base_port - 1
@@ -120,6 +122,7 @@ class Demo:
         self.traffic: TrafficGenerator | None = None
         self.progress: Progress | None = None
         self.haproxy: LocalHaproxy | None = None
+        self.prometheus: production.LocalPrometheus | None = None
         self.merges: list[dict[str, Any]] = []   # every merge attempt through the gate, with its answer
 
     def say(self, text: str) -> None:
@@ -131,10 +134,18 @@ class Demo:
 
     def prepare(self) -> ws_ops.Workspace:
         _stop_previous(self.root)
-        base_path = ws_ops.PLATFORM_ROOT / "config.yaml"
+        profile = production.PROFILE_CONFIG if self.args.profile == "production" else "config.yaml"
+        base_path = ws_ops.PLATFORM_ROOT / profile
         base = yaml.safe_load(base_path.read_text()) if base_path.is_file() else {}
-        workspace = ws_ops.create(self.root, base_config=base or {}, overrides=_overrides(self.args, self.root))
+        overrides = _overrides(self.args, self.root)
+        if self.args.profile == "production":
+            # A database of the demo's own beside the profile's: the demo drops and re-creates it.
+            overrides["database.url"] = production.demo_database_url(base or {})
+        workspace = ws_ops.create(self.root, base_config=base or {}, overrides=overrides)
         self.settings = load_settings(workspace.config)
+        if self.args.profile == "production":
+            production.fresh_database(self.settings.database_url)
+            self.say(f"fresh PostgreSQL database {self.settings.database_url}")
         api_url = f"http://{self.settings.api.host}:{self.settings.api.port}"
         hook_token = self.create_credentials(api_url)
         ws_ops.install_hooks(workspace, api_url, hook_token)
@@ -191,6 +202,13 @@ class Demo:
         if settings.router.kind == "haproxy":
             self.haproxy = _start_haproxy(settings, workspace.root)
             self.say(f"HAProxy started at {self.haproxy.url}; the platform drives it over {self.haproxy.socket}")
+        if self.args.profile == "production":
+            self.prometheus = production.LocalPrometheus(settings, workspace.root / "prometheus")
+            self.say(f"Prometheus started at {self.prometheus.start()}, finding hosts through the fleet's file_sd "
+                     f"targets")
+            for index in range(1, production.WORKERS + 1):
+                self.spawn(workspace, f"worker-{index}", "worker")
+            self.say(f"{production.WORKERS} rq workers started on {settings.queue.redis_url}")
         self.spawn(workspace, "api", "serve")
         self.spawn(workspace, "controller", "run")
         self.progress = Progress(service, self.say, verbose=not self.args.quiet)
@@ -305,6 +323,8 @@ class Demo:
             fleet.close()
         if self.haproxy is not None:
             self.haproxy.stop()
+        if self.prometheus is not None:
+            self.prometheus.stop()
         self.say("everything stopped")
 
 

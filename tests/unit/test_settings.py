@@ -33,6 +33,13 @@ def test_the_shipped_config_loads() -> None:
     assert settings.canary_config is not None
 
 
+def test_the_production_profile_loads() -> None:
+    settings = load_settings(ROOT / "config.production.yaml", environ={})
+    assert settings.database_url.startswith("postgresql+psycopg://")
+    assert (settings.queue.backend, settings.analysis.source) == ("rq", "prometheus")
+    assert settings.analysis.file_sd and settings.post_deploy.enabled
+
+
 def test_blackouts_are_read_in_their_time_zone(tmp_path: Path) -> None:
     settings = load_settings(write(tmp_path, "source: {repository: r.git}\nwindows:\n  timezone: Europe/Paris\n"
                                              "  blackouts:\n  - {name: weekend, days: [sat, sun]}\n"
@@ -87,6 +94,11 @@ def test_minimal_config_gets_defaults(tmp_path: Path) -> None:
     ("router: {kind: haproxy, socket: /run/a.sock, canary_weight: 999}",
      "router.canary_weight: 999 is out of range; use a value less than or equal to 256"),
     ("router: {socket: /run/a.sock}", "router.socket: unknown field; expected one of: kind"),
+    ("post_deploy: {watch: soon}", 'post_deploy.watch: "soon" is not a duration'),
+    ("post_deploy: {interval: 0s}", "post_deploy.interval: 0s must be positive"),
+    ("post_deploy: {strict: {max_crashes: 0}}", "post_deploy.strict.max_crashes: 0 is out of range"),
+    ("post_deploy: {relaxed: {error_ratio: 0.5}}", "post_deploy.relaxed.error_ratio: 0.5 is out of range"),
+    ("post_deploy: {strict: {crashes: 2}}", "post_deploy.strict.crashes: unknown field"),
 ])
 def test_each_error_names_field_value_and_fix(tmp_path: Path, text: str, expected: str) -> None:
     found = problems(tmp_path, "source: {repository: r.git}\n" + text + "\n")
