@@ -66,7 +66,14 @@ def _route_hint(rows: list[MetricResult]) -> str:
     groups = {r.group for r in rows if (r.failed or r.critical_failure) and r.route is None}
     candidates = [r for r in rows if r.route is not None and r.group in groups and (r.explanation.e_value or 0) > 1]
     if not candidates:
-        return ""
+        # No route has a test of its own with evidence (too thin to plan one): the pooled count
+        # tests still say which route holds the canary's extra slow or bad requests.
+        pooled = [r for r in rows if r.route is None and r.group in groups and "; mostly on route " in
+                  r.explanation.note]
+        if not pooled:
+            return ""
+        best = max(pooled, key=lambda r: r.explanation.e_value or 0.0)
+        return "; mostly on route " + best.explanation.note.split("; mostly on route ", 1)[1]
     worst = max(candidates, key=lambda r: r.explanation.e_value or 0.0)
     return f"; the route with the most evidence: {worst.route} ({worst.explanation.note.split(': ', 1)[-1]})"
 

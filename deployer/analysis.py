@@ -23,7 +23,7 @@ from canary.profile_diff import where_the_time_went
 from canary.profiler import ProfileRun
 from canary.samples import Samples
 from canary.sources import PrometheusSource, ScrapeCollector
-from canary.verdict import Result, Verdict
+from canary.verdict import Classification, Result, Verdict
 from deployer.fleet.base import Host
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,12 @@ def _cpu_failed(verdict: Verdict, groups: tuple[str, ...] = ("cpu",)) -> bool:
     return any(m.group in groups and (m.failed or m.critical_failure) for m in verdict.metrics)
 
 
+def _slowness_seen(verdict: Verdict) -> bool:
+    """True when latency counts against the canary or a CPU metric reads high, even if not yet decisive."""
+    return _cpu_failed(verdict, ("latency",)) or any(
+        m.group == "cpu" and m.classification is Classification.HIGH for m in verdict.metrics)
+
+
 class AnalysisWindow:
     """Samples every `interval_s` from `start` (after warm-up) and judges until `end`.
 
@@ -170,6 +176,10 @@ class AnalysisWindow:
             return verdict
         verdict.profile = diff
         if verdict.result is Result.FAIL and _cpu_failed(verdict):
+            verdict.reason = f"{verdict.reason}; {where_the_time_went(diff)}"
+        elif verdict.result is Result.FAIL and diff.grown and _slowness_seen(verdict):
+            # A latency fail decided before the CPU metrics could be: when the profile shows lines
+            # whose CPU share grew, they are most likely where the time went.
             verdict.reason = f"{verdict.reason}; {where_the_time_went(diff)}"
         return verdict
 

@@ -55,6 +55,7 @@ FEED_DOC = '    """Return the newest posts by user and whom they follow, with li
 FEED_RETURN = "    return FeedPublic(user=viewer.username, posts=posts_public(session, posts))\n"
 FEED_VIEWER = "    viewer = get_user_or_404(session, user)\n"
 FEED_IMPORT = "from fastapi import APIRouter, Query\n"
+FEED_FOLLOWEES = "    followees = select(Follow.followee_id).where(Follow.follower_id == viewer.id)\n"
 IMAGE_LOOKUP = "    image = session.get(PostImage, post_id)\n"
 # Inserted by the latency regression, removed by its fix.
 RESIZE_WAIT = "    time.sleep(0.15)  # resize to the viewer's screen before answering\n"
@@ -132,13 +133,16 @@ BAD_CLIENT_ERRORS = ScriptedCommit(
                   "        raise HTTPException(status_code=403, detail=\"this feed is held for review\")\n")))
 REVERT_CLIENT_ERRORS = ScriptedCommit("revert-client-errors", "", "Ines Duarte", "revert", "ship",
                                       reverts="client-errors")
-# One image load in three waits 1.5 s to refresh the CDN's copy: a tail regression that
-# leaves the median untouched.
+# One feed load in four, for users who follow three accounts or more, waits 1.5 s for a
+# synchronous ranking refresh: a tail regression that leaves the median untouched. The
+# benchmark's feed user follows two accounts, so the merge check passes; real users have
+# larger networks, and only the canary shows it.
 BAD_TAIL = ScriptedCommit(
-    "tail-latency", "Refresh the CDN copy on a sample of image loads", "Jon Berg", "tail-latency", "stop",
-    edits=(Edit(POSTS, "from typing import Annotated\n", "import random\nimport time\nfrom typing import Annotated\n"),
-           Edit(POSTS, IMAGE_LOOKUP, IMAGE_LOOKUP
-                + "    if random.random() < 1 / 3:  # sampled refresh keeps the CDN copy fresh\n"
+    "tail-latency", "Refresh the ranking of large networks on a sample of feed loads", "Jon Berg", "tail-latency",
+    "stop",
+    edits=(Edit(FEED, "from typing import Annotated\n", "import random\nimport time\nfrom typing import Annotated\n"),
+           Edit(FEED, FEED_FOLLOWEES, FEED_FOLLOWEES
+                + "    if random.random() < 1 / 4 and len(session.exec(followees).all()) >= 3:  # keep rankings fresh\n"
                   "        time.sleep(1.5)\n")))
 REVERT_TAIL = ScriptedCommit("revert-tail-latency", "", "Jon Berg", "revert", "ship", reverts="tail-latency")
 BAD_LEAK = ScriptedCommit(

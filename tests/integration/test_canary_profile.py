@@ -132,6 +132,10 @@ def test_a_cpu_fail_waits_for_the_profile_and_then_says_where_the_time_went(host
         assert held.result is Result.CONTINUE and "waiting for the CPU profile" in held.reason
         _wait_until(window.profile_run.done, 30, "py-spy recorders to finish")
         failed = window._explain(Verdict(Result.FAIL, 60.0, "score 60 < marginal 75", [cpu]), final=False)
+        # A latency fail decided before the CPU metrics could be is explained by the same profile.
+        tail = MetricResult("latency_tail_p95", "latency", Classification.HIGH, True,
+                            Explanation(Rule.LATENCY_TAIL, 9, 9), counted=False, critical_failure=True)
+        slow = window._explain(Verdict(Result.FAIL, 100.0, "latency tail p95: shown above", [tail]), final=False)
     finally:
         stop.set()
         worker.join(10)
@@ -139,3 +143,4 @@ def test_a_cpu_fail_waits_for_the_profile_and_then_says_where_the_time_went(host
     assert failed.result is Result.FAIL
     assert "where the time went: get_post_image (" in failed.reason and "posts.py:" in failed.reason, failed.reason
     assert failed.to_dict()["profile"]["grown"][0]["function"] == "get_post_image"
+    assert "where the time went: get_post_image (" in slow.reason, slow.reason

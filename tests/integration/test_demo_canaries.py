@@ -25,13 +25,14 @@ from canary.sources import ScrapeCollector
 from canary.verdict import Result
 from deployer.demo.scenario import BAD_CLIENT_ERRORS, BAD_TAIL, ScriptedCommit, apply_edits
 from deployer.fleet.local.procs import free_port_block
+from deployer.demo.seed import seed_content
 from deployer.loadgen.traffic import TrafficGenerator
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 INTERVAL_S = 2.0
 WATCH_S = 90.0  # the demo's bake with both of its extensions
-ROUTES = {BAD_CLIENT_ERRORS.key: "/api/feed", BAD_TAIL.key: "/api/posts/{post_id}/image"}  # where each one hurts
+ROUTES = {BAD_CLIENT_ERRORS.key: "/api/feed", BAD_TAIL.key: "/api/feed"}  # where each one hurts
 
 
 def _wait_healthy(url: str, timeout: float = 30.0) -> None:
@@ -62,6 +63,7 @@ def _pair(tmp: Path, commit: ScriptedCommit) -> Iterator[dict[str, str]]:
                                               stderr=subprocess.STDOUT, start_new_session=True))
         for url in urls.values():
             _wait_healthy(url)
+            seed_content(url, posts=12)  # the demo's follows and posts: its users' networks
         yield urls
     finally:
         for proc in procs:
