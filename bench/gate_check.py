@@ -1,6 +1,6 @@
 """The benchmark check's error rates and wall time; prints one JSON line.
 
-    python bench/gate_check.py [--unchanged 20] [--slow-runs 5] [--rounds 10] [--requests 20]
+    python bench/gate_check.py [--unchanged 20] [--slow-runs 5] [--rounds 12] [--requests 20]
 
 Runs the required `bench` check exactly as the platform does (the app's benchmark at two
 checkouts, rounds interleaved, judged per route with the canary statistics):
@@ -54,7 +54,7 @@ def main() -> int:
     parser.add_argument("--unchanged", type=int, default=20)
     parser.add_argument("--slow-runs", type=int, default=5)
     parser.add_argument("--slowdowns", default="10,20,30", help="percent, comma-separated")
-    parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=12)
     parser.add_argument("--requests", type=int, default=20)
     parser.add_argument("--allowance", type=float, default=10.0)
     args = parser.parse_args()

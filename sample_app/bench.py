@@ -3,8 +3,9 @@
     python -m sample_app.bench --rounds 10 --requests 20     # one JSON line with every round
     python -m sample_app.bench --serve                        # one round per "round" line on stdin
 
-Each round sends `requests` requests to every route and records the mean CPU time
-(process time, every thread) and the mean wall latency per request. The rounds are the
+Each round sends `requests` requests to every route and records the CPU time (process
+time, every thread) and the wall latency per request, as trimmed means over the round's
+requests (a preempted request does not move them). The rounds are the
 samples a comparison works on; `--serve` lets a caller interleave the rounds of two
 versions so that a noisy machine slows both alike.
 """
@@ -88,13 +89,29 @@ def bench_client() -> Iterator[tuple[TestClient, dict[str, tuple[str, str]]]]:
             yield client, routes(seed(app))
 
 
+def trimmed_mean(values: list[float], cut: float = 0.2) -> float:
+    """Mean of the values without the lowest and highest `cut` share (at least one of each from 5 values up).
+
+    A request preempted by another process on a busy machine, or caught by a garbage
+    collection, would otherwise move its round's mean by far more than a real regression;
+    a slowdown of most requests still moves the trimmed mean in full.
+    """
+    ordered = sorted(values)
+    k = int(len(ordered) * cut) if len(ordered) >= 5 else 0
+    kept = ordered[k:len(ordered) - k]
+    return sum(kept) / len(kept)
+
+
 def measure(send: Callable[[], object], requests: int) -> tuple[float, float]:
-    """Mean CPU milliseconds and mean latency milliseconds per request over `requests` requests."""
-    cpu0, wall0 = time.process_time(), time.perf_counter()
+    """CPU milliseconds and latency milliseconds per request over `requests` requests (trimmed means)."""
+    cpu: list[float] = []
+    wall: list[float] = []
     for _ in range(requests):
+        cpu0, wall0 = time.process_time(), time.perf_counter()
         send()
-    cpu, wall = time.process_time() - cpu0, time.perf_counter() - wall0
-    return cpu * 1000.0 / requests, wall * 1000.0 / requests
+        cpu.append((time.process_time() - cpu0) * 1000.0)
+        wall.append((time.perf_counter() - wall0) * 1000.0)
+    return trimmed_mean(cpu), trimmed_mean(wall)
 
 
 def one_round(client: TestClient, table: dict[str, tuple[str, str]], requests: int) -> dict[str, dict[str, float]]:
