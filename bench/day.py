@@ -142,7 +142,7 @@ class Day:
             "source.poll_interval": "500ms", "pipeline.test_command": args.test_command,
             "pipeline.max_batch": args.max_batch, "pipeline.lead_time_goal": args.goal,
             "fleet.hosts": args.hosts, "fleet.base_port": base + 1, "fleet.balancer_port": base,
-            "fleet.max_parallel": 2, "rollout.canary_bake": args.canary_bake, "rollout.wave_bake": args.wave_bake,
+            "rollout.max_unavailable": 2, "rollout.canary_bake": args.canary_bake, "rollout.wave_bake": args.wave_bake,
             "rollout.warmup": "1s", "analysis.interval": "1s", "controller.tick": "100ms",
         }
         self.workspace = ws_ops.create(root / "ws", base_config={}, overrides=overrides)

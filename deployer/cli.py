@@ -11,6 +11,8 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import OperationalError
+
 from deployer.accounts import BadInput
 from deployer.cli_admin import add_admin_commands
 from deployer.cli_gate import add_gate_commands
@@ -312,6 +314,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except DeployerError as exc:
         print(f"deployer: {exc}", file=sys.stderr)
+        return 1
+    except OperationalError as exc:
+        # The database could not be reached or opened: say which and what to do, not a traceback.
+        reason = str(exc.orig).strip().splitlines()[-1] if exc.orig is not None else str(exc)
+        print(f"deployer: cannot use the database ({reason}); check database.url, that the server runs "
+              f"and that the database exists", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -55,7 +55,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PipelineWorld]:
         "controller.leader_poll": "250ms",
         # One host at a time in the last wave: with three hosts, two replaced together would leave
         # one to carry every user alone, and a slow health check of it (on a loaded machine) a 503.
-        "fleet.max_parallel": 1,
+        "rollout.max_unavailable": 1,
     })
     # The release directories live on a small filesystem of their own, so one trial can fill it.
     releases = world.settings.workdir_path / "releases"

@@ -55,7 +55,9 @@ def add_deployment(settings: Settings, status: Status, phase: Phase | None) -> i
 
 def test_status_when_nothing_happened_yet(client: TestClient) -> None:
     body = client.get("/api/v1/status").json()
+    window = body.pop("window")
     assert body == {"hosts": [], "active": None, "releases": [], "lock": None, "leader": None}
+    assert window["open"] is True and window["freezes"] == [] and window["blackouts"] == []
 
 
 def test_commands_are_checked_against_the_state_machine(client: TestClient, settings: Settings) -> None:
