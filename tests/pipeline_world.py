@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from deployer.demo import workspace as ws_ops
-from deployer.demo.scenario import ScriptedCommit
+from deployer.demo.scenario import FEED, FEED_RETURN, Edit, ScriptedCommit
 from deployer.demo.seed import seed_content
 from deployer.fleet.local.procs import free_port_block
 from deployer.fleet import build_fleet
@@ -173,3 +173,12 @@ class PipelineWorld:
 
     def host_rows(self) -> dict[str, dict[str, Any]]:
         return {h.name: h.model_dump(mode="json") for h in self.service.status().hosts}
+
+
+# A plain, loud error spike for end-to-end tests (no merge gate here): every feed load answers
+# 500, about a third of the traffic. The demo's own error spikes are subtler, because they must
+# pass the merge checks first.
+FEED_ERRORS = ScriptedCommit(
+    "feed-errors", "Prefetch ranking hints for the feed", "Fay Adeyemi", "error-spike", "stop",
+    edits=(Edit(FEED, FEED_RETURN, "    raise RuntimeError(\"ranking hints service refused the request\")\n"
+                                   + FEED_RETURN),))

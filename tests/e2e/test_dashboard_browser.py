@@ -21,10 +21,10 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from deployer.demo.scenario import BAD_ERRORS, GOOD_IMAGE_CACHE
+from deployer.demo.scenario import GOOD_IMAGE_CACHE
 from deployer.fleet.local.procs import free_port_block
 from deployer.model import Role
-from tests.pipeline_world import PipelineWorld, wait_until
+from tests.pipeline_world import FEED_ERRORS, PipelineWorld, wait_until
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 SHOTS = Path(__file__).parent / "screenshots"
@@ -133,7 +133,7 @@ def test_release_manager_locks_sees_a_commit_wait_unlocks_and_watches_it_ship(br
 
 def test_release_manager_watches_a_bad_canary_fail_live(browser: Browser, dash: Dashboard) -> None:
     page = sign_in(browser, dash, "rita")
-    sha, = dash.world.merge(BAD_ERRORS)
+    sha, = dash.world.merge(FEED_ERRORS)
     release_id = wait_until("the bad commit's release", lambda: next(
         (r.id for r in dash.world.service.status(releases=5).releases if r.sha == sha), None), 60)
     page.goto(f"{dash.url}/releases/{release_id}")

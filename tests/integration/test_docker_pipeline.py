@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from deployer.demo.scenario import BAD_ERRORS, GOOD_IMAGE_CACHE
+from deployer.demo.scenario import GOOD_IMAGE_CACHE
 from tests.docker_support import BASE_IMAGE, docker_cli, ensure_engine
 from tests.fleet_support import free_port_block
 from tests.haproxy_support import running_haproxy
-from tests.pipeline_world import PipelineWorld
+from tests.pipeline_world import FEED_ERRORS, PipelineWorld
 
 # Image builds and container starts are slow on a busy 2-core machine; the whole scenario gets 25 minutes.
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(1500)]
@@ -67,7 +67,7 @@ def test_canary_waves_kill9_and_rollback_as_containers_behind_haproxy(world: Pip
     assert set(world.fleet_versions().values()) == {good}
     assert containers(world) == sorted(f"{platform}-host-{i} {good}" for i in range(HOSTS))
 
-    bad, = world.merge(BAD_ERRORS)
+    bad, = world.merge(FEED_ERRORS)
     world.wait_settled(timeout=300)
     deployment = world.deployment_of(bad)
     assert deployment["status"] == "rolled_back", deployment["status"]

@@ -127,8 +127,10 @@ def test_crash_of_a_forked_app_is_reported_with_its_status_and_log(fleet: Routed
     host = fleet.hosts()[0]
     with pytest.raises(HostFailed) as failure:
         fleet.deploy(host, crash)
-    assert "exited with status 1 while starting" in failure.value.reason
-    assert "FEED_RANKER_URL is not set" in failure.value.reason
+    reason = failure.value.reason
+    # Its exit status, when its fork server could still report it (a busy machine can lose that race).
+    assert "exited with status 1 while starting" in reason or "exited (its fork server is gone" in reason, reason
+    assert "FEED_RANKER_URL is not set" in reason
     assert state(tmp_path, host.name)["forked_from"] is not None  # the fork server itself was fine
     assert state(tmp_path, host.name)["status"] == "failed"
     assert not fleet.probe(host).running

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deployer.demo.scenario import BAD_CRASH, BAD_ERRORS, GOOD_COMMENT_PAGE, GOOD_IMAGE_CACHE, REVERT_CRASH
-from tests.pipeline_world import PipelineWorld
+from deployer.demo.scenario import BAD_CRASH, GOOD_COMMENT_PAGE, GOOD_IMAGE_CACHE, REVERT_CRASH
+from tests.pipeline_world import FEED_ERRORS, PipelineWorld
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -49,7 +49,7 @@ def test_ships_good_commits_and_stops_bad_ones(world: PipelineWorld) -> None:
     world.wait_settled()
     assert_fleet_on(world, revert)
 
-    spike, = world.merge(BAD_ERRORS)
+    spike, = world.merge(FEED_ERRORS)
     world.wait_settled()
     detail = world.deployment_of(spike)
     assert detail["status"] == "rolled_back", detail["reason"]
