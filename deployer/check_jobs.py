@@ -175,7 +175,7 @@ def _bench(ctx: CheckContext, source: GitSource, sha: str,
                 # cache) passes every paired test of its own run, but is diluted by a run without it,
                 # while a real regression only gains evidence.
                 b2, c2 = _bench_run(ctx, target_dir, candidate_dir)
-                confirmation = compare(_joined(baseline, b2), _joined(candidate, c2), allowance=ctx.bench_allowance,
+                confirmation = compare(join_runs(baseline, b2), join_runs(candidate, c2), allowance=ctx.bench_allowance,
                                        confidence=ctx.bench_confidence)
         except BenchError as exc:
             # The candidate's own benchmark crashing is the candidate's failure; the target's is ours.
@@ -199,7 +199,7 @@ def _bench(ctx: CheckContext, source: GitSource, sha: str,
     return state, summary, log_text, report, target_sha
 
 
-def _joined(first: Series, second: Series) -> Series:
+def join_runs(first: Series, second: Series) -> Series:
     """The rounds of two runs as one series (pairs stay pairs: both runs alternate the versions)."""
     return {route: {metric: list(values) + list(second.get(route, {}).get(metric, []))
                     for metric, values in metrics.items()} for route, metrics in first.items()}

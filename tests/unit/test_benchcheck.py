@@ -88,7 +88,7 @@ def test_too_few_rounds_for_any_interval_is_not_a_pass() -> None:
 
 
 def test_two_runs_join_pair_by_pair() -> None:
-    from deployer.check_jobs import _joined
+    from deployer.check_jobs import join_runs
     first = {"feed": {"cpu_ms": [1.0, 2.0], "latency_ms": [3.0]}}
     second = {"feed": {"cpu_ms": [5.0], "latency_ms": [6.0, 7.0]}, "home": {"cpu_ms": [9.0]}}
-    assert _joined(first, second) == {"feed": {"cpu_ms": [1.0, 2.0, 5.0], "latency_ms": [3.0, 6.0, 7.0]}}
+    assert join_runs(first, second) == {"feed": {"cpu_ms": [1.0, 2.0, 5.0], "latency_ms": [3.0, 6.0, 7.0]}}
