@@ -215,7 +215,7 @@ def app_files() -> dict[str, str]:
 @pytest.mark.slow
 def test_a_commit_30_percent_slower_on_one_route_fails_its_benchmark_and_its_merge_is_refused(
         tmp_path: Path) -> None:
-    extra = {"gate": {"required_checks": ["tests", "bench"], "bench_rounds": 12, "bench_requests": 5}}
+    extra = {"gate": {"required_checks": ["tests", "bench"], "bench_rounds": 20, "bench_requests": 10}}
     with running_platform(tmp_path / "platform", tmp_path / "repo" / "central.git", extra=extra) as platform:
         (tmp_path / "repo").mkdir(exist_ok=True)
         central = central_with_hooks(tmp_path / "repo", platform.url, platform.tokens["release_manager"],
@@ -226,6 +226,15 @@ def test_a_commit_30_percent_slower_on_one_route_fails_its_benchmark_and_its_mer
         assert push(central.clone, "HEAD:refs/heads/ranking").code == 0
         checks = wait_until(lambda: platform.checks_done(sha, 2), timeout=900, interval=1, what="tests and bench")
         bench = next(c for c in checks if c["name"] == "bench")
+        if bench["state"] == "success":
+            # Its power at 30% on a busy machine is bounded (what it guards is the false-fail
+            # rate, see bench/gate_check.py): a miss is possible, two in a row are not expected.
+            # An engineer's re-run of the checks must then catch it.
+            status, _ = platform.api("POST", f"/api/v1/checks/{sha}", body={"ref": "refs/heads/ranking",
+                                                                           "rerun": True})
+            assert status == 202
+            checks = wait_until(lambda: platform.checks_done(sha, 2), timeout=900, interval=1, what="the re-run")
+            bench = next(c for c in checks if c["name"] == "bench")
         assert bench["state"] == "failure", bench["detail"]
         assert bench["detail"].startswith("route feed: "), bench["detail"]
         # A regression refuses a merge only when it holds on the pooled pairs of a second run too.
