@@ -36,6 +36,7 @@ def record_event(session: Session, *, deployment_id: int, event: Event, effects:
     rolls_back = any(isinstance(e, RollBack) for e in effects)
     finish = next((e for e in effects if isinstance(e, Finish)), None)
     why = f"{event.value}: {reason}" if reason else event.value
+    rollback_running = False
     for stage in store.stages_of(session, deployment_id=deployment_id):
         kind = _kind(stage.name)
         if stage.status is not StageStatus.RUNNING or kind not in ROLLOUT_STAGES:
@@ -44,11 +45,10 @@ def record_event(session: Session, *, deployment_id: int, event: Event, effects:
         if _passes(kind, event):
             store.finish_stage(session, stage_id=stage.id, passed=True, detail=stage.detail)
         elif kind == "rollback" and rolls_back:
-            continue  # another attempt of the same rollback: the stage goes on
+            rollback_running = True  # another attempt of the same rollback: the stage goes on
         elif rolls_back or finish is not None:
             passed = finish is not None and finish.status is Status.SUCCEEDED and kind != "rollback"
             store.finish_stage(session, stage_id=stage.id, passed=passed,
                                detail=stage.detail if passed else f"stopped by {why}")
-    if rolls_back and not any(_kind(s.name) == "rollback" and s.status is StageStatus.RUNNING
-                              for s in store.stages_of(session, deployment_id=deployment_id)):
+    if rolls_back and not rollback_running:
         store.start_stage(session, deployment_id=deployment_id, name="rollback", detail=why)
