@@ -120,6 +120,7 @@ class Controller:
         # Whole-fleet probes while idle run here, beside the tick, and are collected when done.
         self._probes = ThreadPoolExecutor(max_workers=1, thread_name_prefix="observe")
         self._observing: Future[dict[str, HostStatus]] | None = None
+        self._observing_since = 0   # the reconciler's moves() mark when those probes began
         # (deployment, wave) planned since the last host outcome: nothing new to plan until one arrives.
         self._planned: tuple[int, int] | None = None
         self._deployment_cache: tuple[tuple[int, Any], Deployment] | None = None
@@ -459,7 +460,7 @@ class Controller:
         observing = self._observing
         if observing is not None and observing.done():
             self._observing = None
-            self.hosts.record_probes(observing.result())
+            self.hosts.record_probes(observing.result(), since=self._observing_since)
             if self.hosts.failed:
                 log.warning("hosts could not be restored: %s", "; ".join(self.hosts.failure_texts()))
             self.hosts.clear_failures()  # each idle pass tries the drifted hosts again
@@ -469,6 +470,7 @@ class Controller:
             return
         self._last_idle_reconcile = now
         hosts = dict(self._hosts)
+        self._observing_since = self.hosts.moves()
         self._observing = self._probes.submit(self._probe_all, hosts)
 
     def _probe_all(self, hosts: dict[str, Any]) -> dict[str, HostStatus]:

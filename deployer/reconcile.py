@@ -75,6 +75,10 @@ class Reconciler:
         self.book: dict[str, HostRecord] = {}
         # Whether hosts run beside their old instance while starting (surge) or leave service (replace).
         self.overlap = bool(getattr(fleet, "overlap", False))
+        # A counter bumped whenever a replacement is submitted or recorded, and the value it had at
+        # each host's latest one: a probe begun before a host's replacement is stale for that host.
+        self._moves = 0
+        self._moved_at: dict[str, int] = {}
 
     # --- the book ---------------------------------------------------------------------------
 
@@ -124,6 +128,7 @@ class Reconciler:
                 continue
             self.pool.submit(self.hosts[name], Artifact(record.desired_version, record.desired_artifact),
                              restart=record.restart_requested, generation=record.restart_generation)
+            self._moved(name)
             started.append(name)
         return started
 
@@ -137,6 +142,7 @@ class Reconciler:
             for outcome in outcomes:
                 self._record(session, rows[outcome.name], outcome)
         for outcome in outcomes:
+            self._moved(outcome.name)
             self.book[outcome.name] = HostRecord.of(rows[outcome.name])
             # A host that failed to start a version it is no longer meant to run (an abort
             # came while it started) is not a failure of the current convergence.
@@ -159,17 +165,31 @@ class Reconciler:
                 return self.failure_texts()
             self.pool.wait_any(poll_s)
 
+    def moves(self) -> int:
+        """A mark to take before probing; `record_probes(..., since=mark)` then skips hosts moved after it."""
+        return self._moves
+
+    def _moved(self, name: str) -> None:
+        self._moves += 1
+        self._moved_at[name] = self._moves
+
     def observe_all(self) -> int:
         """Probe every host (bounded concurrency) and record what changed; returns rows written."""
+        since = self.moves()
         names = list(self.hosts)
         with ThreadPoolExecutor(max_workers=max(1, min(self.probe_workers, len(names))),
                                 thread_name_prefix="probe") as pool:
             statuses = dict(zip(names, pool.map(lambda n: self.fleet.probe(self.hosts[n]), names)))
-        return self.record_probes(statuses)
+        return self.record_probes(statuses, since=since)
 
-    def record_probes(self, statuses: dict[str, HostStatus]) -> int:
-        """Write the probes that differ from the book (and only those); returns rows written."""
+    def record_probes(self, statuses: dict[str, HostStatus], *, since: int | None = None) -> int:
+        """Write the probes that differ from the book (and only those); returns rows written.
+
+        `since` is the `moves()` mark taken before the probes began: a host replaced meanwhile
+        was probed on the version it left, which must not overwrite the one it was seen starting.
+        """
         changed = {name: s for name, s in statuses.items() if name in self.book and not self.pool.busy(name)
+                   and (since is None or self._moved_at.get(name, 0) <= since)
                    and self._differs(self.book[name], s)}
         if not changed:
             return 0

@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, create_engine, select
+from sqlmodel import Session, col, create_engine, func, select
 
 from deployer import pipeline, schema
 from deployer.exceptions import NotFound
@@ -152,6 +152,11 @@ def active_deployment_stamp(session: Session) -> tuple[int, Any] | None:
              .order_by(col(Deployment.id)).limit(1))
     row = session.exec(query).first()
     return (row[0], row[1]) if row is not None else None
+
+
+def latest_deployment_id(session: Session) -> int:
+    """The id of the newest deployment, finished or not (0 when there is none)."""
+    return session.exec(select(func.max(Deployment.id))).one() or 0
 
 
 def get_deployment(session: Session, *, deployment_id: int) -> Deployment:

@@ -64,6 +64,7 @@ class _Live:
     release_id: int
     sha: str
     succeeded_wall: float
+    deployments: int            # the newest deployment's id when the watch began on this release
     hosts: dict[str, _HostTrack] = field(default_factory=dict)
     crashes: list[Crash] = field(default_factory=list)
     windows: list[Window] = field(default_factory=list)
@@ -98,9 +99,13 @@ class PostDeployWatch:
             return  # the database is read once per interval, not on every controller tick
         with store.session_scope(self.engine) as session:
             deploying = store.active_deployment(session) is not None
-        if deploying:
+            deployments = store.latest_deployment_id(session)
+        if deploying or (self._live is not None and self._live.deployments != deployments):
             # A deployment moves hosts on purpose: keep what the leaving release showed (the
             # next one's yardstick), then start afresh on whatever the deployment leaves live.
+            # A deployment that began and ended between two looks (a canary that crashed and was
+            # rolled back in seconds) restarted hosts too: its id tells, so those restarts are
+            # never taken for crashes of the live release.
             if self._live is not None and self._live.unsaved:
                 self._save_figures(self._live)
             self._live = None
@@ -112,11 +117,19 @@ class PostDeployWatch:
                 return
             if self._live is None or self._live.release_id != release.id:
                 finished = release.finished_at or release.created_at
-                self._live = _Live(release.id, release.sha, _epoch(finished))
+                self._live = _Live(release.id, release.sha, _epoch(finished), deployments)
         self._next_at = now + self.settings.post_deploy.interval
         live = self._live
         assert live is not None
+        known_crashes = len(live.crashes)
         window = self._measure(live, now)
+        with store.session_scope(self.engine) as session:
+            overlapped = store.latest_deployment_id(session) != deployments
+        if overlapped:
+            # A deployment started while the hosts were being read: what moved may be its doing.
+            del live.crashes[known_crashes:]
+            self._live = None
+            return
         since_success = max(0.0, self.wall() - live.succeeded_wall)
         if window is not None and since_success >= self.settings.post_deploy.warmup:
             live.windows = (live.windows + [window])[-KEEP_WINDOWS:]

@@ -7,7 +7,7 @@ the controller as a process over a real repository and a small local fleet.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from deployer import store
 from deployer.cli import main
 from deployer.demo.scenario import BAD_TESTS, GOOD_COMMENT_PAGE, GOOD_DOCS, GOOD_IMAGE_CACHE, ScriptedCommit
 from deployer.exceptions import Conflict
-from deployer.model import Commit, Role, utcnow
+from deployer.model import Commit, Role
 from deployer.service import BadInput, DeployService
 from deployer.settings import Settings, load_settings
 from tests.pipeline_world import PipelineWorld, wait_until
@@ -46,7 +46,9 @@ def service(settings: Settings) -> Iterator[DeployService]:
 
 
 def test_a_freeze_holds_releases_says_why_until_when_and_gates_merges(service: DeployService) -> None:
-    monday = utcnow().replace(year=2026, month=11, day=30, hour=10, minute=0)  # a Monday, 11:00 in Paris
+    # A Monday in the past, 11:00 in Paris: every freeze set at a given time has ended by the real now,
+    # so the open-ended freeze below (set at the real now) never meets one of these.
+    monday = datetime(2025, 11, 24, 10, 0, tzinfo=timezone.utc)
     assert service.deploy_window(now=monday).open
     window = service.freeze(actor="ana", reason="black friday", until=monday + timedelta(hours=4), now=monday)
     assert not window.open and window.until == monday + timedelta(hours=4)
@@ -60,7 +62,7 @@ def test_a_freeze_holds_releases_says_why_until_when_and_gates_merges(service: D
     saturday = monday + timedelta(days=5)
     weekend = service.deploy_window(now=saturday)
     assert not weekend.open and "weekend" in weekend.reason and weekend.until is not None
-    assert weekend.until.isoformat().startswith("2026-12-06T23:00")  # Monday 00:00 in Paris
+    assert weekend.until.isoformat().startswith("2025-11-30T23:00")  # Monday 00:00 in Paris
     # An open-ended freeze is on until lifted, and the merge gate refuses merges to main meanwhile.
     service.freeze(actor="ana", reason="incident 42")
     now = service.deploy_window()
