@@ -222,6 +222,45 @@ class DeployFreeze(SQLModel, table=True):
     lifted_by: str | None = Field(default=None, max_length=100)
 
 
+class FeatureFlag(SQLModel, table=True):
+    """One feature flag's definition, served to the app's hosts, which evaluate it themselves.
+
+    A deleted flag keeps its row (`archived_at` set) so its history stays readable; creating
+    the key again reuses the row and carries on counting its revisions.
+    """
+
+    __tablename__ = "feature_flag"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(index=True, unique=True, max_length=64)
+    description: str = Field(default="", sa_column=Column(Text))
+    enabled: bool = False
+    percentage: float = 0.0
+    allow: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    deny: list[str] = Field(default_factory=list, sa_column=Column(JSON))
+    salt: str = Field(default="", max_length=64)
+    revision: int = Field(default=1, description="this flag's own changes: 1 when created, one more per change")
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(default="", max_length=200)
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str = Field(default="", max_length=200)
+    archived_at: datetime | None = Field(default=None, index=True)
+    archived_by: str | None = Field(default=None, max_length=200)
+
+
+class FlagRevision(SQLModel, table=True):
+    """One row: the revision of the whole set of flags, bumped in the transaction of every change.
+
+    Hosts compare it (as the ETag of `GET /api/v1/flags`) to know they serve the newest definitions.
+    """
+
+    __tablename__ = "flag_revision"
+
+    name: str = Field(primary_key=True, max_length=20)  # "flags": one counter per database
+    revision: int = 0
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
 class Leader(SQLModel, table=True):
     """The controller that drives the fleet: who, since when, and its last sign of life."""
 
