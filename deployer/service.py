@@ -7,14 +7,14 @@ restart can never race each other. Every method returns a typed view (deployer.v
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from deployer import batching, dora, figures, freezes, readmodels, store
+from deployer import batching, dora, figures, flags, freezes, readmodels, store
 from deployer.accounts import (
     AccountService,
     BadInput,
@@ -28,6 +28,7 @@ from deployer.accounts import (
     session_secret,
 )
 from deployer.checks import CheckService, CheckView
+from deployer.flag_rules import Definition, parse_percentage, parse_users
 from deployer.exceptions import Conflict, DeployerError, NotFound
 from deployer.memo import Memo
 from deployer.gate_service import GateService, GateView, OverrideRefused, PushOutcome, RefUpdate
@@ -57,6 +58,8 @@ from deployer.views import (
     DeploymentView,
     Dora,
     EventView,
+    FlagSet,
+    FlagView,
     FreezeView,
     HostView,
     LockState,
@@ -97,6 +100,8 @@ __all__ = [
     "DeploymentView",
     "Dora",
     "EventView",
+    "FlagSet",
+    "FlagView",
     "FreezeView",
     "HostView",
     "LockState",
@@ -123,8 +128,10 @@ __all__ = [
     "WhoAmI",
     "WindowView",
     "generate_password",
+    "parse_percentage",
     "parse_until",
     "parse_role",
+    "parse_users",
     "session_secret",
 ]
 
@@ -514,6 +521,58 @@ class DeployService:
             return ActionResult(message=f"release {release.id} rolls the fleet back to {target.sha[:12]} ({how}); "
                                         f"the pipeline is locked until someone unlocks it",
                                 release_id=release.id, deployment_id=deployment.id)
+
+    # --- feature flags ---------------------------------------------------------------------------
+
+    def flags(self) -> FlagSet:
+        """Every live flag and the revision of the whole set: what the app's hosts fetch."""
+        with store.session_scope(self.engine) as session:
+            return flags.flag_set(session)
+
+    def flags_revision(self) -> int:
+        """The revision of the whole set alone (one row): enough to answer "nothing changed"."""
+        with store.session_scope(self.engine) as session:
+            return flags.revision(session)
+
+    def flag(self, key: str) -> FlagView:
+        """One live flag (NotFound when there is none, or it was deleted)."""
+        with store.session_scope(self.engine) as session:
+            return flags.flag_view(flags.get_flag(session, key=key))
+
+    def create_flag(self, key: str, *, actor: str, reason: str, description: str = "", enabled: bool = False,
+                    percentage: float = 0.0, allow: Sequence[str] = (), deny: Sequence[str] = (),
+                    salt: str | None = None) -> FlagView:
+        """A new flag, audited with the reason; Conflict when the key exists, BadInput naming the bad field."""
+        definition = Definition(description=description, enabled=enabled, percentage=percentage,
+                                allow=tuple(allow), deny=tuple(deny))
+        with store.session_scope(self.engine) as session:
+            return flags.flag_view(flags.create(session, key=key, definition=definition, actor=actor,
+                                                reason=reason, salt=salt))
+
+    def change_flag(self, key: str, *, actor: str, reason: str, enabled: bool | None = None,
+                    percentage: float | None = None, allow: Sequence[str] | None = None,
+                    deny: Sequence[str] | None = None, description: str | None = None,
+                    expect_revision: int | None = None) -> FlagView:
+        """Turn a flag on or off, set its percentage, lists or description; audited when anything changed.
+
+        Fields left None stay as they are; `expect_revision` refuses (Conflict) a change to a flag
+        someone else changed since it was read.
+        """
+        given = {name: value for name, value in (("enabled", enabled), ("percentage", percentage),
+                                                 ("allow", allow), ("deny", deny),
+                                                 ("description", description)) if value is not None}
+        if not given:
+            raise BadInput("change: nothing to change; give at least one of enabled, percentage, allow, deny or "
+                           "description")
+        with store.session_scope(self.engine) as session:
+            row, _ = flags.change(session, key=key, actor=actor, reason=reason, fields=given,
+                                  expect_revision=expect_revision)
+            return flags.flag_view(row)
+
+    def delete_flag(self, key: str, *, actor: str, reason: str) -> FlagView:
+        """Delete (archive) a flag: hosts stop receiving it, so it is off for everyone; the last definition."""
+        with store.session_scope(self.engine) as session:
+            return flags.flag_view(flags.delete(session, key=key, actor=actor, reason=reason))
 
     # --- accounts (delegated, so the dashboard talks to this service only) ---------------------
 

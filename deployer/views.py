@@ -270,3 +270,27 @@ class PlatformFigures(BaseModel):
     lead_times: list[float]
     restore_times: list[float]
 
+
+
+class FlagView(BaseModel):
+    """One feature flag as hosts evaluate it (key, enabled, percentage, allow, deny, salt) and its history."""
+
+    key: str
+    enabled: bool
+    percentage: float = Field(description="share of users who get it, 0-100, two decimals")
+    allow: list[str] = Field(description="users who get it whatever the percentage (while it is on)")
+    deny: list[str] = Field(description="users who never get it, unless allowed")
+    salt: str = Field(description="mixed into each user's bucket; a new salt reshuffles who is in the percentage")
+    description: str = ""
+    revision: int = Field(description="this flag's own changes: 1 when created, one more per change")
+    created_at: datetime | None = None
+    created_by: str = ""
+    updated_at: datetime | None = None
+    updated_by: str = ""
+
+
+class FlagSet(BaseModel):
+    """Every live flag and the revision of the whole set (it grows with every change, deletions included)."""
+
+    flags: list[FlagView]
+    revision: int
