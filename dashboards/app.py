@@ -8,7 +8,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.middleware.sessions import SessionMiddleware
 
-from dashboards import api, gate_api, metrics, pages
+from dashboards import api, flags_api, flags_pages, gate_api, metrics, pages
 from dashboards.security import ApiAuthMiddleware
 from deployer.service import BadInput, Conflict, DeployerError, DeployService, NotFound, session_secret
 from deployer.settings import Settings
@@ -23,8 +23,10 @@ def create_app(settings: Settings, *, service: DeployService | None = None) -> F
     app.state.service = service or DeployService.from_settings(settings)
     app.state.registry = metrics.build_registry(app.state.service)
     app.include_router(api.router)
+    app.include_router(flags_api.router)
     gate_api.attach(app)
     app.include_router(pages.router)
+    app.include_router(flags_pages.router)
     pages.mount_static(app)
     # Added first = runs inside the session middleware, which has already read (and verified) the cookie.
     app.add_middleware(ApiAuthMiddleware, service=lambda: app.state.service)
