@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError
 
 from deployer.accounts import BadInput
 from deployer.cli_admin import add_admin_commands
+from deployer.cli_flags import add_flag_commands
 from deployer.cli_gate import add_gate_commands
 from deployer.demo.options import add_demo_arguments
 from deployer.exceptions import ConfigError, Conflict, DeployerError, NotFound
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_freeze, command="unfreeze")
     add_admin_commands(sub, _service)
     add_gate_commands(sub, _service)
+    add_flag_commands(sub, _service)
     p = sub.add_parser("serve", help="serve the dashboard and JSON API")
     p.add_argument("--port", type=int, default=None)
     p.set_defaults(func=cmd_serve)
