@@ -8,6 +8,7 @@ These checks keep every stored definition one that the client accepts and means 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Iterable
@@ -48,6 +49,11 @@ class Definition:
                 if getattr(self, name) != getattr(other, name)]
 
 
+def _quoted(text: str, limit: int = 80) -> str:
+    """`text` in double quotes with newlines and control characters escaped, cut at `limit`."""
+    return json.dumps(text[:limit], ensure_ascii=False)
+
+
 def suggest_key(value: str) -> str:
     """A key close to `value` that follows the rules (for the fix in an error)."""
     slug = re.sub(r"[^a-z0-9_.-]+", "-", value.strip().lower()).strip("-")[:64]
@@ -58,8 +64,8 @@ def check_key(value: object) -> str:
     """A flag key: 1-64 characters of a-z, 0-9, "_", "." and "-"."""
     if not isinstance(value, str) or not KEY.fullmatch(value):
         shown = value if isinstance(value, str) else repr(value)
-        raise BadInput(f"key: \"{str(shown)[:80]}\" is not a flag key (1-64 characters of a-z, 0-9, \"_\", \".\", "
-                       f"\"-\"); use e.g. \"{suggest_key(str(shown))}\"")
+        raise BadInput(f"key: {_quoted(shown)} is not a flag key (1-64 characters of a-z, 0-9, \"_\", \".\", \"-\"); "
+                       f"use e.g. \"{suggest_key(shown)}\"")
     return value
 
 
@@ -93,7 +99,7 @@ def check_users(field: str, users: Iterable[object]) -> tuple[str, ...]:
             raise BadInput(f"{field}[{index}]: {user!r} is not a user id; give user ids as text, e.g. \"ana\"")
         name = user.strip()
         if not name or len(name) > MAX_USER or "," in name or _CONTROL.search(name):
-            raise BadInput(f"{field}[{index}]: \"{name[:80]}\" is not a user id (1-{MAX_USER} characters, no commas "
+            raise BadInput(f"{field}[{index}]: {_quoted(name)} is not a user id (1-{MAX_USER} characters, no commas "
                            f"or control characters); use e.g. \"ana\"")
         found.add(name)
     if len(found) > MAX_USERS:
