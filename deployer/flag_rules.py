@@ -78,7 +78,7 @@ def check_percentage(value: object, *, field: str = "percentage") -> float:
     if abs(round(value, 2) - value) > 1e-9:
         raise BadInput(f"{field}: {value!r} has more than two decimals (users' buckets are 0.01% apart); "
                        f"use e.g. {round(value, 2):g}")
-    return float(round(value, 2))
+    return float(round(value, 2)) + 0.0  # + 0.0: a "-0" is stored (and shown) as 0
 
 
 def parse_percentage(text: str, *, field: str = "--percentage") -> float:

@@ -43,6 +43,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     for role in Role:
         service.accounts.add_user(name=f"{role.value}-user", role=role, password=PASSWORD)
         tokens[role.value] = service.accounts.create_token(name=f"{role.value}-bot", role=role).secret
+    service.create_flag("new-feed", actor="ana", reason="a flag for the matrix to read and change")
     revoked = service.accounts.create_token(name="old", role=Role.ADMIN)
     service.accounts.revoke_token(token_id=revoked.token.id)
     tokens["revoked"] = revoked.secret
@@ -94,6 +95,11 @@ def endpoints(h: History) -> list[tuple[str, str, dict | None, Role]]:
         ("GET", "/api/v1/checks", None, Role.VIEWER),
         ("GET", f"/api/v1/checks/{sha_of(h.last_good)}", None, Role.VIEWER),
         ("POST", f"/api/v1/checks/{sha_of(h.last_good)}", {"ref": "refs/heads/topic"}, Role.RELEASE_MANAGER),
+        ("GET", "/api/v1/flags", None, Role.VIEWER),
+        ("GET", "/api/v1/flags/new-feed", None, Role.VIEWER),
+        ("POST", "/api/v1/flags", {"key": "matrix", "percentage": 5, "reason": "try"}, Role.RELEASE_MANAGER),
+        ("PATCH", "/api/v1/flags/new-feed", {"enabled": True, "reason": "go"}, Role.RELEASE_MANAGER),
+        ("DELETE", "/api/v1/flags/matrix?reason=done", None, Role.RELEASE_MANAGER),
         ("GET", "/api/v1/users", None, Role.ADMIN),
         ("POST", "/api/v1/users", {"name": "zed", "role": "viewer", "password": "x" * 14}, Role.ADMIN),
         ("GET", "/api/v1/tokens", None, Role.ADMIN),
@@ -105,6 +111,7 @@ def endpoints(h: History) -> list[tuple[str, str, dict | None, Role]]:
 def test_every_route_of_the_api_is_in_this_matrix(world: World) -> None:
     listed = {re.sub(r"\?.*", "", path) for _, path, _, _ in endpoints(world.history)}
     listed = {re.sub(r"/[0-9a-f]{40}|/\d+", "/{}", p) for p in listed}
+    listed = {re.sub(r"^/api/v1/flags/[^/]+$", "/api/v1/flags/{}", p) for p in listed}
     paths = world.app.openapi()["paths"]
     # Webhooks are authenticated by the provider's signature, not by a role (tests/integration/test_webhooks.py).
     routes = {re.sub(r"\{[^}]+\}", "{}", p) for p in paths if p.startswith("/api/v1") and "/webhooks/" not in p}
@@ -182,11 +189,11 @@ def test_healthz_and_metrics_stay_open(world: World) -> None:
 
 def test_pages_need_a_session_and_refuse_viewers_actions(world: World) -> None:
     anonymous = TestClient(world.app)
-    for page in ("/", "/releases", f"/releases/{world.history.failed_canary}", "/fleet", "/audit"):
+    for page in ("/", "/releases", f"/releases/{world.history.failed_canary}", "/fleet", "/audit", "/flags"):
         response = anonymous.get(page, follow_redirects=False)
         assert response.status_code == 303 and response.headers["location"].startswith("/signin?next=")
     viewer, csrf = signed_in(world, "viewer-user")
-    for page in ("/", "/releases", f"/releases/{world.history.failed_canary}", "/fleet", "/audit"):
+    for page in ("/", "/releases", f"/releases/{world.history.failed_canary}", "/fleet", "/audit", "/flags"):
         assert viewer.get(page).status_code == 200
     refused = viewer.post("/actions/lock", data={"csrf_token": csrf, "reason": "try", "next": "/"},
                           follow_redirects=False)

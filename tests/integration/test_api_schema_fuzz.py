@@ -25,6 +25,7 @@ def api_schema(tmp_path_factory: pytest.TempPathFactory) -> Iterator[schemathesi
     app = create_app(load_settings(root / "config.yaml", environ={}))
     service = app.state.service
     seed_history(service.engine, releases=30, hosts=4)
+    service.create_flag("new-feed", actor="fuzz", reason="a flag for the generated requests to find")
     TOKENS["admin"] = service.accounts.create_token(name="fuzz", role=Role.ADMIN).secret
     TOKENS["viewer"] = service.accounts.create_token(name="fuzz-viewer", role=Role.VIEWER).secret
     yield schemathesis.openapi.from_asgi("/openapi.json", app)
