@@ -66,13 +66,14 @@ def matches(if_none_match: str | None, etag: str) -> bool:
     return "*" in tags or any(tag.removeprefix("W/") == etag for tag in tags)
 
 
-@router.get("/flags", responses={**ERRORS, 304: {"description": "the caller has this revision already"}})
+@router.get("/flags", response_model=FlagSet,
+            responses={**ERRORS, 304: {"description": "the caller has this revision already"}})
 def flags(caller: Viewer, service: ServiceDep, response: Response,
-          if_none_match: Annotated[str | None, Header(max_length=1000)] = None) -> FlagSet:
+          if_none_match: Annotated[str | None, Header(max_length=1000)] = None) -> FlagSet | Response:
     """Every live flag and the set's revision, with an ETag; 304 when If-None-Match names the current one."""
     etag = etag_of(service.flags_revision())
     if matches(if_none_match, etag):
-        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})  # type: ignore[return-value]
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": "no-cache"})
     current = service.flags()
     response.headers["ETag"] = etag_of(current.revision)
     response.headers["Cache-Control"] = "no-cache"
