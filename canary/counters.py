@@ -18,6 +18,16 @@ def counter_increase(previous: float | None, current: float) -> float:
     return current - previous if current >= previous else current
 
 
+def is_server_error(status: str) -> bool:
+    """True for a server error (status 5xx); 499 (client went away) is not the server's fault."""
+    return status.isdigit() and int(status) >= 500
+
+
+def is_unexpected(status: str) -> bool:
+    """True for an answer that is neither 2xx nor 3xx; 499 (the client went away) is nobody's answer."""
+    return status.isdigit() and not 200 <= int(status) < 400 and int(status) != 499
+
+
 def histogram_quantile(q: float, buckets: Sequence[tuple[float, float]]) -> float:
     """Return the q-quantile of a histogram given as (upper bound, cumulative count) pairs.
 

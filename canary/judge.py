@@ -32,7 +32,7 @@ from .scoring import group_scores, summary_score
 from .stats import look_alpha
 from .verdict import Classification, MetricResult, Result, Verdict
 
-__all__ = ["judge", "replay"]
+__all__ = ["doubts", "judge", "replay"]
 
 
 def _evidence(config: CanaryConfig, baseline: Samples, canary: Samples, n: int) -> tuple[dict[str, float], str]:
@@ -83,7 +83,7 @@ def _failing(rows: list[MetricResult]) -> str:
     return ", ".join(f"{r.name} {r.classification.value}" for r in rows if r.failed or r.critical_failure)
 
 
-def _doubts(rows: list[MetricResult]) -> list[str]:
+def doubts(rows: list[MetricResult]) -> list[str]:
     """Pooled count tests whose evidence against the canary got half-way to failing it.
 
     Half-way on the log scale: e-value >= sqrt(threshold). Such a canary was not shown worse,
@@ -188,10 +188,10 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         if score is None:
             return decide(Result.INCONCLUSIVE, "no metric has data to score")
         if score >= config.classifier.pass_score:
-            doubts = _doubts(rows)
-            if doubts:
+            half_way = doubts(rows)
+            if half_way:
                 return decide(Result.INCONCLUSIVE, "not shown worse, but not clean either, so not passed: "
-                              + "; ".join(doubts) + "; watch longer")
+                              + "; ".join(half_way) + "; watch longer")
             return decide(Result.PASS, f"score {score:.1f} >= pass {config.classifier.pass_score:g}")
         return decide(Result.FAIL, f"score {score:.1f} < pass {config.classifier.pass_score:g} "
                       f"({verdict.score_class}): {_failing(rows)}")
@@ -204,7 +204,7 @@ def judge(config: CanaryConfig, baseline: Samples, canary: Samples, *, final: bo
         return decide(Result.FAIL, f"score {score:.1f} < marginal {config.classifier.marginal_score:g} at "
                       f"{conf:.4%} confidence: {_failing(rows)}", at)
     errors_ok = not config.sequential.enabled or (seq is not None and seq.shown_not_worse)
-    if config.early_pass and not problems and not nodata and all(inside) and errors_ok and not _doubts(rows):
+    if config.early_pass and not problems and not nodata and all(inside) and errors_ok and not doubts(rows):
         return decide(Result.PASS, f"early pass: every metric shown within its allowance at {conf:.4%} "
                       f"confidence, errors shown not worse", at)
     return decide(Result.CONTINUE, "keep watching: no decisive evidence yet")

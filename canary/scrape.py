@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from .counters import counter_increase, histogram_quantile
+from .counters import counter_increase, histogram_quantile, is_server_error, is_unexpected
 from .samples import (
     CPU_SECONDS,
     ERRORS,
@@ -29,6 +29,9 @@ CPU_METRIC = "process_cpu_seconds_total"
 RSS_METRIC = "process_resident_memory_bytes"
 START_METRIC = "process_start_time_seconds"
 HANDLER_CPU_METRIC = "http_request_cpu_seconds_total"
+# Request metrics labelled by a feature flag's variant for the request's user (canary.variants).
+FLAG_REQUESTS_METRIC = "app_flag_requests_total"
+FLAG_BUCKET_METRIC = "app_flag_request_duration_seconds_bucket"
 QUANTILE = 0.99
 
 
@@ -42,6 +45,9 @@ class HostReading:
     rss_bytes: float = math.nan
     start_time: float = math.nan
     handler_cpu: dict[Labels, float] = field(default_factory=dict)
+    # The app_flag_* families, raw (labels include flag and variant); read by canary.variants.
+    flag_requests: dict[Labels, float] = field(default_factory=dict)
+    flag_buckets: dict[Labels, float] = field(default_factory=dict)
 
 
 def parse_exposition(text: str) -> HostReading:
@@ -49,6 +55,8 @@ def parse_exposition(text: str) -> HostReading:
     requests: dict[Labels, float] = {}
     buckets: dict[Labels, float] = {}
     handler_cpu: dict[Labels, float] = {}
+    flag_requests: dict[Labels, float] = {}
+    flag_buckets: dict[Labels, float] = {}
     scalars: dict[str, float] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -59,22 +67,24 @@ def parse_exposition(text: str) -> HostReading:
                 buckets[labels] = float(sample.value)
             elif sample.name == HANDLER_CPU_METRIC:
                 handler_cpu[labels] = float(sample.value)
+            elif sample.name == FLAG_REQUESTS_METRIC:
+                flag_requests[labels] = float(sample.value)
+            elif sample.name == FLAG_BUCKET_METRIC:
+                flag_buckets[labels] = float(sample.value)
             elif sample.name in (CPU_METRIC, RSS_METRIC, START_METRIC):
                 scalars[sample.name] = float(sample.value)
     return HostReading(requests, buckets, scalars.get(CPU_METRIC, math.nan), scalars.get(RSS_METRIC, math.nan),
-                       scalars.get(START_METRIC, math.nan), handler_cpu)
+                       scalars.get(START_METRIC, math.nan), handler_cpu, flag_requests, flag_buckets)
 
 
 def _is_error(labels: Labels) -> bool:
     """True for a server error (status 5xx); 499 (client went away) is not the server's fault."""
-    status = dict(labels).get("status", "")
-    return status.isdigit() and int(status) >= 500
+    return is_server_error(dict(labels).get("status", ""))
 
 
 def _is_unexpected(labels: Labels) -> bool:
     """True for an answer that is neither 2xx nor 3xx; 499 (the client went away) is nobody's answer."""
-    status = dict(labels).get("status", "")
-    return status.isdigit() and not 200 <= int(status) < 400 and int(status) != 499
+    return is_unexpected(dict(labels).get("status", ""))
 
 
 def _increases(previous: dict[Labels, float], current: dict[Labels, float], restarted: bool) -> dict[Labels, float]:

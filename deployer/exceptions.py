@@ -63,3 +63,12 @@ class SchemaError(DeployerError):
         self.current = current
         self.head = head
         super().__init__(message)
+
+
+class RampError(DeployerError, ValueError):
+    """A guarded rollout's ramp is wrong; the message names the field, the value and the fix."""
+
+    def __init__(self, field: str, value: object, message: str) -> None:
+        self.field = field
+        self.value = value
+        super().__init__(message)
