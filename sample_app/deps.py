@@ -17,8 +17,9 @@ def get_session(request: Request) -> Iterator[Session]:
         yield session
 
 
-def get_flags(request: Request) -> RequestFlags:
+async def get_flags(request: Request) -> RequestFlags:
     """Return the feature flags as this request sees them (evaluated once, memory only)."""
+    # async: memory only, so it runs on the event loop instead of costing a worker-thread hop.
     return flags_of(request.scope, getattr(request.app.state, "flags", None))
 
 

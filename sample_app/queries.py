@@ -94,3 +94,14 @@ def comment_public(comment: Comment, username: str) -> CommentPublic:
         text=comment.text,
         created_at=comment.created_at,
     )
+
+
+def suggested_accounts(session: Session, viewer: User, followees: Any, limit: int = 3) -> list[str]:
+    """Return up to limit usernames viewer does not follow yet, newest accounts first."""
+    rows = session.exec(
+        select(User.username)
+        .where(col(User.id) != viewer.id, col(User.id).not_in(followees))
+        .order_by(col(User.id).desc())
+        .limit(limit)
+    ).all()
+    return list(rows)
