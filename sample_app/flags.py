@@ -99,7 +99,8 @@ class FlagClient:
         self._thread: threading.Thread | None = None
         self._on_change = on_change
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self._http = httpx.Client(timeout=timeout_s, headers=headers, transport=transport) if self.url else None
+        self._http_options: dict[str, Any] = {"timeout": timeout_s, "headers": headers, "transport": transport}
+        self._http = httpx.Client(**self._http_options) if self.url else None
         self._load_cache()
 
     # --- reading (hot path) -------------------------------------------------------------
@@ -113,6 +114,11 @@ class FlagClient:
 
     def keys(self) -> list[str]:
         return sorted(self._flags)
+
+    def variants_for(self, user: str | None) -> dict[str, bool]:
+        """The user's variant of every known flag, from one snapshot of the definitions."""
+        flags = self._flags  # a refresh swaps the reference; this request keeps the set it started with
+        return {key: evaluate(flag, user) for key, flag in flags.items()}
 
     # --- refreshing ---------------------------------------------------------------------
 
@@ -147,8 +153,11 @@ class FlagClient:
         return True
 
     def start(self) -> FlagClient:
-        """Refresh in a daemon thread every `refresh_s` seconds until `close()`."""
+        """Refresh in a daemon thread every `refresh_s` seconds until `close()`; the first fetch is in the thread."""
         if self._http is not None and self._thread is None:
+            if self._http.is_closed:  # started again after a close (an app served twice)
+                self._http = httpx.Client(**self._http_options)
+            self._stop.clear()
             self._thread = threading.Thread(target=self._loop, name="flag-refresh", daemon=True)
             self._thread.start()
         return self

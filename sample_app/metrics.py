@@ -1,10 +1,16 @@
-"""Prometheus metrics of one app host: request counts by route template, latency, process, build."""
+"""Prometheus metrics of one app host: request counts by route template, latency, process, build.
+
+Requests with a user (see gates.request_user) are also counted by the variant of every flag
+the app knows: `app_flag_requests_total{flag, variant, route, status}` and
+`app_flag_request_duration_seconds{flag, variant}`, variant "on" or "off", so a dark launch
+can be compared on and off like a canary. Anonymous requests are not in these two families.
+"""
 
 from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any, TypeVar
 
@@ -19,6 +25,9 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .flags import FlagClient
+from .gates import evaluate_request, remember
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 # Probes by the platform must not dilute or inflate the traffic the canary analysis judges.
@@ -89,12 +98,44 @@ class AppMetrics:
         )
         self.info = Gauge("app_info", "Build of the running app.", ["version"], registry=self.registry)
         self.info.labels(version=version).set(1)
+        self.flag_requests = Counter(
+            "app_flag_requests_total",
+            "HTTP requests with a user, by feature flag, the user's variant, route template and status code.",
+            ["flag", "variant", "route", "status"],
+            registry=self.registry,
+        )
+        # No route label: flags x variants x routes x buckets would be too many series.
+        self.flag_duration = Histogram(
+            "app_flag_request_duration_seconds",
+            "Time to handle an HTTP request with a user, by feature flag and the user's variant.",
+            ["flag", "variant"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # labels() costs a lock and a tuple per call; a request touches two series per flag.
+        self._flag_counters: dict[tuple[str, bool, str, int], Any] = {}
+        self._flag_histograms: dict[tuple[str, bool], Any] = {}
 
     def observe(self, route: str, method: str, status: int, seconds: float, cpu_seconds: float = 0.0) -> None:
         """Record one finished request."""
         self.requests.labels(route=route, method=method, status=str(status)).inc()
         self.duration.labels(route=route).observe(seconds)
         self.cpu.labels(route=route).inc(cpu_seconds)
+
+    def observe_flags(self, variants: Mapping[str, bool], route: str, status: int, seconds: float) -> None:
+        """Record one finished request with a user under the variant it got of each flag."""
+        for key, on in variants.items():
+            counter = self._flag_counters.get((key, on, route, status))
+            if counter is None:
+                counter = self.flag_requests.labels(flag=key, variant="on" if on else "off", route=route,
+                                                    status=str(status))
+                self._flag_counters[(key, on, route, status)] = counter
+            counter.inc()
+            histogram = self._flag_histograms.get((key, on))
+            if histogram is None:
+                histogram = self.flag_duration.labels(flag=key, variant="on" if on else "off")
+                self._flag_histograms[(key, on)] = histogram
+            histogram.observe(seconds)
 
     def render(self) -> tuple[bytes, str]:
         """Return the exposition text and its content type."""
@@ -111,12 +152,17 @@ def route_template(scope: Scope) -> str:
 
 
 class MetricsMiddleware:
-    """ASGI middleware that counts and times every request except the platform's probes."""
+    """ASGI middleware that counts and times every request except the platform's probes.
 
-    def __init__(self, app: ASGIApp, metrics: AppMetrics) -> None:
-        """Wrap app, recording into metrics."""
+    With a flag client, it also evaluates every known flag once for the request's user, keeps
+    the variants on the request (for the routes, see gates.py) and counts the request by them.
+    """
+
+    def __init__(self, app: ASGIApp, metrics: AppMetrics, flags: FlagClient | None = None) -> None:
+        """Wrap app, recording into metrics; with flags, also by each flag's variant."""
         self.app = app
         self.metrics = metrics
+        self.flags = flags
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI call, recording status and duration of HTTP requests."""
@@ -132,6 +178,11 @@ class MetricsMiddleware:
                 status = int(message["status"])
             await send(message)
 
+        variants: Mapping[str, bool] = {}
+        if self.flags is not None:
+            request_flags = evaluate_request(self.flags, scope)
+            remember(scope, request_flags)
+            variants = request_flags.variants
         self.metrics.in_flight.inc()
         cpu = [0.0]
         token = _REQUEST_CPU.set(cpu)
@@ -150,4 +201,7 @@ class MetricsMiddleware:
                 # No status at all means the request was cancelled (client went away)
                 # before an answer: nginx's 499, not a server error.
                 final_status = CLIENT_CLOSED if status is None else status
-                self.metrics.observe(route, scope["method"], final_status, time.perf_counter() - started, cpu[0])
+                seconds = time.perf_counter() - started
+                self.metrics.observe(route, scope["method"], final_status, seconds, cpu[0])
+                if variants:
+                    self.metrics.observe_flags(variants, route, final_status, seconds)

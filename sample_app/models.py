@@ -159,3 +159,5 @@ class FeedPublic(BaseModel):
 
     user: str
     posts: list[PostPublic]
+    # Behind the feed-suggestions flag: absent from the answer (not null) when the flag is off.
+    suggestions: list[str] | None = None

@@ -11,6 +11,9 @@ from sqlmodel import Session, col, select
 
 from .models import Comment, CommentPublic, Follow, Like, Post, PostPublic, User, UserPublic
 
+# Ids are INTEGER columns: 32-bit on PostgreSQL (SQLite's are 64-bit), so the narrower range.
+MIN_ID, MAX_ID = -(2**31), 2**31 - 1
+
 
 def get_user_or_404(session: Session, username: str) -> User:
     """Return the user called username, or raise 404."""
@@ -22,6 +25,9 @@ def get_user_or_404(session: Session, username: str) -> User:
 
 def get_post_or_404(session: Session, post_id: int) -> Post:
     """Return the post with id post_id, or raise 404."""
+    # An id no column can hold names no post; asking the database would fail (500), not miss.
+    if not MIN_ID <= post_id <= MAX_ID:
+        raise HTTPException(status_code=404, detail=f"post {post_id} not found")
     post = session.get(Post, post_id)
     if post is None:
         raise HTTPException(status_code=404, detail=f"post {post_id} not found")
@@ -94,3 +100,14 @@ def comment_public(comment: Comment, username: str) -> CommentPublic:
         text=comment.text,
         created_at=comment.created_at,
     )
+
+
+def suggested_accounts(session: Session, viewer: User, followees: Any, limit: int = 3) -> list[str]:
+    """Return up to limit usernames viewer does not follow yet, newest accounts first."""
+    rows = session.exec(
+        select(User.username)
+        .where(col(User.id) != viewer.id, col(User.id).not_in(followees))
+        .order_by(col(User.id).desc())
+        .limit(limit)
+    ).all()
+    return list(rows)

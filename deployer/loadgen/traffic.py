@@ -29,6 +29,8 @@ logger = logging.getLogger(__name__)
 
 BALANCER_ERROR_HEADER = "X-Balancer-Error"
 UPSTREAM_HEADER = "X-Upstream"
+# Who the request is for: the app evaluates its feature flags for this user.
+USER_HEADER = "X-Snapgram-User"
 DEFAULT_USERS = ("alice", "bob", "carol", "dave", "erin", "frank")
 MAX_FAILURES = 200
 MAX_KNOWN_POSTS = 500
@@ -66,6 +68,7 @@ class Action:
     data: dict[str, str] | None = None
     files: dict[str, tuple[str, bytes, str]] | None = None
     expected: frozenset[int] = frozenset()  # 4xx answers that are normal for this action
+    user: str | None = None  # the simulated user making the request, sent as USER_HEADER
 
 
 @dataclass(frozen=True)
@@ -311,6 +314,7 @@ class TrafficGenerator:
                 params=action.params,
                 data=action.data,
                 files=action.files,
+                headers={USER_HEADER: action.user} if action.user else None,
             )
         except httpx.HTTPError as exc:  # refused, reset, timed out, protocol error
             self._record(action, "transport_errors", None, None, f"{type(exc).__name__}: {exc}", None)
@@ -369,14 +373,19 @@ class TrafficGenerator:
     # --- what users do -----------------------------------------------------------------
 
     def _plan(self) -> Action:
-        """Return the next user action, drawn by ACTION_WEIGHTS."""
-        rng = self._rng
+        """Return the next user action, drawn by ACTION_WEIGHTS, marked with the user who makes it."""
         if self._signups:
             name = self._signups.popleft()
             return Action(
-                "signup", "POST", "/api/users", "/api/users", json={"username": name}, expected=frozenset({409})
+                "signup", "POST", "/api/users", "/api/users", json={"username": name}, expected=frozenset({409}),
+                user=name,
             )
-        user = rng.choice(self.users)
+        user = self._rng.choice(self.users)
+        return replace(self._plan_for(user), user=user)
+
+    def _plan_for(self, user: str) -> Action:
+        """Return what user does next, drawn by ACTION_WEIGHTS."""
+        rng = self._rng
         with self._lock:
             post_id = rng.choice(self._known_posts) if self._known_posts else None
             newest = max(self._known_posts) if self._known_posts else 0

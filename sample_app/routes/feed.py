@@ -1,4 +1,10 @@
-"""The home feed: newest posts by a user and by the people they follow."""
+"""The home feed: newest posts by a user and by the people they follow.
+
+Features are launched dark here: the route asks `flags.is_on(KEY, user)` (flags: FlagsDep,
+memory only, the variant the request's metrics are labelled with) and takes the new path only
+when the flag is on for that user; with every flag off the answer is exactly the old one.
+Turning the flag on for a percentage of users is then a change on the platform, not a deploy.
+"""
 
 from __future__ import annotations
 
@@ -8,18 +14,22 @@ from fastapi import APIRouter, Query
 from sqlalchemy import or_
 from sqlmodel import col, select
 
-from ..deps import SessionDep
+from ..deps import FlagsDep, SessionDep
 from ..metrics import cpu_timed
 from ..models import USERNAME_PATTERN, FeedPublic, Follow, Post
-from ..queries import get_user_or_404, posts_public
+from ..queries import get_user_or_404, posts_public, suggested_accounts
 
 router = APIRouter(prefix="/api", tags=["feed"])
+# Accounts to follow at the top of the feed.
+SUGGESTIONS = "feed-suggestions"
 
 
-@router.get("/feed")
+# exclude_none: a feature that is off leaves no trace in the answer (no "suggestions": null).
+@router.get("/feed", response_model_exclude_none=True)
 @cpu_timed
 def get_feed(
     session: SessionDep,
+    flags: FlagsDep,
     user: Annotated[str, Query(pattern=USERNAME_PATTERN)],
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
 ) -> FeedPublic:
@@ -33,4 +43,7 @@ def get_feed(
         .order_by(col(Post.id).desc())
         .limit(limit)
     ).all()
+    if flags.is_on(SUGGESTIONS, user):
+        return FeedPublic(user=viewer.username, posts=posts_public(session, posts),
+                          suggestions=suggested_accounts(session, viewer, followees))
     return FeedPublic(user=viewer.username, posts=posts_public(session, posts))
