@@ -8,6 +8,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -227,8 +228,6 @@ def test_a_restarted_host_serves_the_last_known_flags_while_the_platform_is_down
 
 
 def test_the_app_follows_the_platform_and_can_be_served_twice(database_url: str) -> None:
-    import httpx
-
     fetched: list[str] = []
 
     def platform(request: httpx.Request) -> httpx.Response:
