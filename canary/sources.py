@@ -44,6 +44,16 @@ def _metrics_url(url: str) -> str:
     return url if url.endswith("/metrics") else f"{url}/metrics"
 
 
+
+def fetch_reading(client: httpx.Client, url: str) -> HostReading | str:
+    """Fetch and parse one host's /metrics; return the reading, or the reason it failed."""
+    try:
+        response = client.get(url)
+        response.raise_for_status()
+        return parse_exposition(response.text)
+    except (httpx.HTTPError, ValueError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+
 class ScrapeCollector:
     """Scrapes every canary and baseline host once per interval and keeps per-interval values.
 
@@ -73,13 +83,7 @@ class ScrapeCollector:
         self._scrapes = 0
 
     def _fetch(self, url: str) -> HostReading | str:
-        """Fetch and parse one host; return the reading, or the reason it failed."""
-        try:
-            response = self._client.get(url)
-            response.raise_for_status()
-            return parse_exposition(response.text)
-        except (httpx.HTTPError, ValueError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+        return fetch_reading(self._client, url)
 
     def scrape(self) -> None:
         """Scrape every host now and append one interval per role (none on the first call)."""

@@ -9,12 +9,11 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Form, HTTPException, Path, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
-from dashboards.pages import User, render, safe_next, service_of
-from dashboards.security import csrf_ok, refuse_unless
-from deployer.model import Role
-from deployer.service import BadInput, Conflict, DeployService, NotFound, Principal, parse_percentage
+from dashboards.pages import User, render, run_action, safe_next, service_of
+from dashboards.security import csrf_ok
+from deployer.service import BadInput, DeployService, Principal, parse_percentage
 
 router = APIRouter(include_in_schema=False)
 ACTIONS = {"create", "on", "off", "percentage", "delete"}
@@ -38,22 +37,9 @@ def flag_action(request: Request, user: User, action: Annotated[str, Path(max_le
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
     if action not in ACTIONS:
         raise HTTPException(404, f"no flag action \"{action}\"; use one of {', '.join(sorted(ACTIONS))}")
-    try:
-        refuse_unless(user, Role.RELEASE_MANAGER)
-        text = _do(service_of(request), action, user=user, key=key.strip(), reason=reason,
-                   description=description, percentage=percentage.strip(), enabled=enabled)
-        request.session["flash"] = {"error": False, "text": text}
-        status = 303
-    except HTTPException as exc:
-        request.session["flash"] = {"error": True, "text": f"flag {action} refused: {exc.detail}"}
-        status = exc.status_code
-    except (Conflict, BadInput, NotFound) as exc:
-        request.session["flash"] = {"error": True, "text": f"flag {action} refused: {exc}"}
-        status = 409 if isinstance(exc, Conflict) else 422 if isinstance(exc, BadInput) else 404
-    response = RedirectResponse(back, status_code=303)
-    if status != 303:
-        response.headers["X-Action-Refused"] = str(status)
-    return response
+    return run_action(request, user, back, f"flag {action}",
+                      lambda: _do(service_of(request), action, user=user, key=key.strip(), reason=reason,
+                                  description=description, percentage=percentage.strip(), enabled=enabled))
 
 
 def _do(service: DeployService, action: str, *, user: Principal, key: str, reason: str, description: str,

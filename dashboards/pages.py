@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from datetime import datetime, timezone
 from pathlib import Path as FilePath
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
 
@@ -231,19 +232,28 @@ def act(request: Request, user: User, action: str, csrf_token: Annotated[str, Fo
         raise HTTPException(403, "missing or wrong CSRF token; reload the page and try again")
     if action not in ACTIONS:
         raise HTTPException(404, f"no action \"{action}\"; use one of {', '.join(sorted(ACTIONS))}")
+    return run_action(request, user, back, action,
+                      lambda: _do(service_of(request), action, user=user, reason=reason.strip(),
+                                  release_id=release_id, sha=sha, deployment_id=deployment_id, fast=fast,
+                                  until=until.strip()))
+
+
+def run_action(request: Request, user: Principal, back: str, label: str, do: Callable[[], str]) -> Response:
+    """Run a release manager's page action and go back to `back` with its outcome flashed.
+
+    Success goes back with 303; a refusal also goes back (so the page shows it) and says why
+    in the X-Action-Refused header.
+    """
     try:
         refuse_unless(user, Role.RELEASE_MANAGER)
-        text = _do(service_of(request), action, user=user, reason=reason.strip(), release_id=release_id, sha=sha,
-                   deployment_id=deployment_id, fast=fast, until=until.strip())
-        request.session["flash"] = {"error": False, "text": text}
+        request.session["flash"] = {"error": False, "text": do()}
         status = 303
     except HTTPException as exc:
-        request.session["flash"] = {"error": True, "text": f"{action} refused: {exc.detail}"}
+        request.session["flash"] = {"error": True, "text": f"{label} refused: {exc.detail}"}
         status = exc.status_code
     except (Conflict, BadInput, NotFound) as exc:
-        request.session["flash"] = {"error": True, "text": f"{action} refused: {exc}"}
+        request.session["flash"] = {"error": True, "text": f"{label} refused: {exc}"}
         status = 409 if isinstance(exc, Conflict) else 422 if isinstance(exc, BadInput) else 404
-    # Success goes back with 303; a refusal also goes back (so the page shows it) and says why in a header.
     response = RedirectResponse(back, status_code=303)
     if status != 303:
         response.headers["X-Action-Refused"] = str(status)

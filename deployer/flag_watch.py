@@ -17,7 +17,8 @@ import httpx
 
 from canary.config_model import CanaryConfig
 from canary.flag_judge import FlagVerdict, flag_config, judge_flag
-from canary.scrape import HostReading, parse_exposition
+from canary.scrape import HostReading
+from canary.sources import fetch_reading
 from canary.variants import FlagInterval, flag_samples, fleet_interval
 
 logger = logging.getLogger(__name__)
@@ -57,13 +58,7 @@ class FlagWatch:
         self._steps: dict[str, _Step] = {}
 
     def _fetch(self, url: str) -> HostReading | str:
-        """Fetch and parse one host; return the reading, or why it failed."""
-        try:
-            response = self._client.get(url)
-            response.raise_for_status()
-            return parse_exposition(response.text)
-        except (httpx.HTTPError, ValueError) as exc:
-            return f"{type(exc).__name__}: {exc}"
+        return fetch_reading(self._client, url)
 
     def _scrape(self) -> tuple[dict[str, HostReading | None], list[str]]:
         """Read every host once, in parallel; return host -> reading (None: failed) and the failures."""
